@@ -1,0 +1,57 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Every target installs what it needs first (`make install`, a no-op when nothing changed).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: install demo up test test-unit test-integration test-e2e test-reliability lint schemas bench bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen --inexact --quiet
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/ketnap demo
+
+up: install
+	$(BIN)/ketnap up
+
+test: install
+	$(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q -m unit
+
+test-integration: install
+	$(BIN)/pytest -q -m integration
+
+test-e2e: install
+	$(BIN)/pytest -q -m e2e
+
+test-reliability: install
+	KETNAP_RELIABILITY_FULL=1 $(BIN)/pytest -q tests/reliability
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy ketnap shared services
+
+schemas: install
+	$(BIN)/python -m shared.schemas_export docs/schemas
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+bench-quick: install
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
