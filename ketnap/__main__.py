@@ -1,0 +1,3 @@
+from ketnap.cli import app
+
+app()
