@@ -33,4 +33,4 @@ def tree_in_force(day: date) -> TreeVersion:
     if isinstance(day, datetime):
         # A datetime is a date subclass; its wall clock may not be Vietnamese, so refuse it.
         raise TypeError("tree_in_force takes a local date; use local_date(ts) first")
-    return "2025" if day > REFORM_DATE else "legacy"
+    return "2025" if day >= REFORM_DATE else "legacy"
