@@ -47,7 +47,8 @@ GOALS: dict[str, tuple[str, float]] = {
 
 
 def machine() -> dict[str, Any]:
-    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
     return {
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kb / 1024**2, 1),

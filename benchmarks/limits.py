@@ -93,7 +93,7 @@ def decode_cost(n: int) -> dict[str, float]:
 
 async def upsert_throughput(url: str, rows: int) -> float:
     """Tally-shaped upserts, 5,000 rows per statement, through asyncpg arrays (``unnest``)."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     dsn = url.replace("postgresql+asyncpg", "postgresql")
     connection = await asyncpg.connect(dsn)
@@ -112,7 +112,8 @@ async def upsert_throughput(url: str, rows: int) -> float:
             chunk = keys[offset : offset + 5000]
             await connection.execute(
                 """INSERT INTO bench_tally AS t (branch_id, day, metric, category, value, version)
-                   SELECT b, d, m, c, 1, 1 FROM unnest($1::text[], $2::date[], $3::text[], $4::text[]) AS u(b, d, m, c)
+                   SELECT b, d, m, c, 1, 1
+                   FROM unnest($1::text[], $2::date[], $3::text[], $4::text[]) AS u(b, d, m, c)
                    ON CONFLICT (branch_id, day, metric, category)
                    DO UPDATE SET value = t.value + 1, version = t.version + 1""",
                 [k[0] for k in chunk],
