@@ -1,0 +1,98 @@
+"""The pure core of the quota service: candidate lifecycle, tallies, targets.
+
+No I/O, clock or logging here: the edge passes `now` and persists the frozen results
+(each has `to_dict()` / `from_dict()` over plain JSON-able values).
+
+Typical use by a handler, inside one database transaction::
+
+    event = from_cloudevent(envelope, arrived_at=now)          # events.py
+    outcome = apply(load_state(event.candidate_id), event)     # lifecycle.py
+    save_state(outcome.state)                                  # CandidateState.to_dict()
+    for delta in outcome.deltas: add_to_tally(delta)           # tally.py: TallyKey, TallyDelta
+    for rejection in outcome.rejections: publish_rejected(rejection)
+
+and periodically ``state, rejections = expire_held(state, now, ttl)``.
+
+Module map: `events` (inputs and vocabulary), `tally` (keys, contributions, sums),
+`state` (CandidateState and its parts), `history` (the rules: `replay`),
+`lifecycle` (`apply`, `expire_held`, `Outcome`), `targets` (latest wins, attainment).
+"""
+
+from services.quota.domain.events import (
+    DROP_REASONS,
+    MILESTONES,
+    PROFILE_CATEGORIES,
+    CandidateEvent,
+    EventType,
+    Profile,
+    from_cloudevent,
+)
+from services.quota.domain.history import probation_due, replay
+from services.quota.domain.lifecycle import DEFAULT_PARK_TTL, Outcome, Rejection, apply, expire_held
+from services.quota.domain.state import (
+    CandidateState,
+    Contribution,
+    Decision,
+    Flag,
+    FlagCode,
+    Milestone,
+    RejectionCode,
+    Status,
+)
+from services.quota.domain.tally import (
+    CATEGORIES,
+    METRICS,
+    TallyDelta,
+    TallyKey,
+    categories_of,
+    contribution,
+    diff_contributions,
+    fold_deltas,
+)
+from services.quota.domain.targets import (
+    Target,
+    TargetKey,
+    attainment_pct,
+    latest,
+    latest_targets,
+    target_from_cloudevent,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_PARK_TTL",
+    "DROP_REASONS",
+    "METRICS",
+    "MILESTONES",
+    "PROFILE_CATEGORIES",
+    "CandidateEvent",
+    "CandidateState",
+    "Contribution",
+    "Decision",
+    "EventType",
+    "Flag",
+    "FlagCode",
+    "Milestone",
+    "Outcome",
+    "Profile",
+    "Rejection",
+    "RejectionCode",
+    "Status",
+    "TallyDelta",
+    "TallyKey",
+    "Target",
+    "TargetKey",
+    "apply",
+    "attainment_pct",
+    "categories_of",
+    "contribution",
+    "diff_contributions",
+    "expire_held",
+    "fold_deltas",
+    "from_cloudevent",
+    "latest",
+    "latest_targets",
+    "probation_due",
+    "replay",
+    "target_from_cloudevent",
+]
