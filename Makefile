@@ -39,10 +39,17 @@ test-e2e: install
 test-reliability: install
 	KETNAP_RELIABILITY_FULL=1 $(BIN)/pytest -q tests/reliability
 
-lint: install
+lint: install lint-deploy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ketnap shared services
+
+# Offline checks of docker-compose.yml and deploy/ (deploy/check.py); promtool and
+# shellcheck come from Debian, the other checkers from the dev dependency group.
+.PHONY: lint-deploy
+lint-deploy: install
+	@command -v promtool >/dev/null && command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus shellcheck >/dev/null)
+	$(BIN)/python -m deploy.check
 
 schemas: install
 	$(BIN)/python -m shared.schemas_export docs/schemas
