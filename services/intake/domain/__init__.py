@@ -1,0 +1,1 @@
+"""The intake's pure core: event validation, the branch registry's history and the per-event decision."""

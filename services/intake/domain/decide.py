@@ -1,0 +1,359 @@
+"""The per-event decision for one request: accepted, duplicate or rejected (with a code), in order.
+
+Pure: the caller looks up what the intake already knows (:class:`Known`), passes
+``now`` and the token's scope, and gets a :class:`Plan` back. Invariants:
+
+- one result per item, in request order; a bad item never changes another's result
+  except through the registry (a branch registered earlier in the request is known
+  to the events after it) and ids (the second use of an id in a request is a
+  ``duplicate`` or an ``id_conflict``);
+- an id already published with the same content is ``duplicate`` whatever else is
+  true now (it was judged when first accepted); with other content ``id_conflict``;
+  an id left ``pending`` by a failed attempt with the same content is judged again
+  and, if accepted, published again (consumers dedupe by id);
+- the order of checks is: schema and type, id, ``future_time``, references
+  (``unknown_branch``, ``unknown_unit``), scope (``out_of_scope``);
+- voids are judged after every other event of the request, so a void may name an
+  event sent later in the same request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from services.intake.domain.registry import Attribution, BranchHistory, Placement
+from services.intake.domain.validation import Refusal, content_hash, item_id, validate_item
+from shared.events import (
+    BranchRegistered,
+    CandidateTransferred,
+    CandidateVoided,
+    Envelope,
+    TargetSet,
+    short_type,
+)
+from shared.orgtree import OrgTrees, TreeVersion, local_date, tree_in_force
+from shared.scope import TokenScope
+from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
+
+FUTURE_TOLERANCE: Final = timedelta(minutes=5)
+ACCEPTED: Final = "accepted"
+DUPLICATE: Final = "duplicate"
+REJECTED: Final = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Inspected:
+    """One item after the structural check, before anything is looked up."""
+
+    item: object
+    id: str | None
+    event: Envelope | None
+    refusal: Refusal | None
+    hash: bytes
+
+
+def inspect(items: Sequence[object]) -> list[Inspected]:
+    """Validate every item's shape; ids and hashes are computed even for refused items."""
+    out = []
+    for item in items:
+        checked = validate_item(item)
+        event, refusal = (checked, None) if isinstance(checked, Envelope) else (None, checked)
+        out.append(Inspected(item, item_id(item), event, refusal, content_hash(item)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """What the intake recorded about an event id it has seen before."""
+
+    hash: bytes
+    published: bool
+    branch_id: str | None
+    attribution: Attribution | None
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """The intake's memory for this request: stored events and branch histories, by id."""
+
+    events: Mapping[str, StoredEvent] = field(default_factory=dict)
+    branches: Mapping[str, BranchHistory] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    """The ids a request needs from the store."""
+
+    event_ids: frozenset[str]
+    branch_ids: frozenset[str]
+
+
+def lookups(inspected: Sequence[Inspected]) -> Lookups:
+    events, branches = set(), set()
+    for each in inspected:
+        if each.event is None:
+            continue
+        events.add(each.event.id)
+        data = each.event.data
+        if isinstance(data, CandidateVoided):
+            events.add(data.voids)
+        elif isinstance(data, CandidateTransferred):
+            branches |= {data.from_branch_id, data.to_branch_id}
+        elif not isinstance(data, TargetSet):
+            branches.add(data.branch_id)  # type: ignore[attr-defined]  # every other type has one
+    return Lookups(frozenset(events), frozenset(branches))
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The answer for one item, plus what metrics need (short type, province)."""
+
+    id: str | None
+    status: str
+    code: str | None = None
+    detail: str | None = None
+    type: str = "unknown"
+    province: str = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An event to publish, with what the store records for it."""
+
+    index: int
+    item: dict[str, object]
+    event: Envelope
+    hash: bytes
+    topic: str
+    key: str
+    branch_id: str | None
+    attribution: Attribution
+    placement: Placement | None
+    was_pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    results: list[Result]
+    accepted: list[Accepted]
+
+    def counts(self) -> dict[str, int]:
+        counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
+        for result in self.results:
+            counts[result.status] += 1
+        return counts
+
+
+class _Rejection(Exception):
+    def __init__(self, code: str, detail: str, attribution: Attribution | None = None) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.attribution = code, detail, attribution
+
+
+def decide(
+    inspected: Sequence[Inspected], known: Known, scope: TokenScope, trees: OrgTrees, now: datetime
+) -> Plan:
+    """Judge every item of a request; see the module invariants."""
+    judge = _Judge(known, scope, trees, now)
+    results: list[Result | None] = [None] * len(inspected)
+    voids = [i for i, x in enumerate(inspected) if x.event is not None and _is_void(x.event)]
+    void_set = set(voids)
+    for index in [i for i in range(len(inspected)) if i not in void_set] + voids:
+        results[index] = judge.judge(index, inspected[index])
+    return Plan([r for r in results if r is not None], judge.accepted)
+
+
+def _is_void(event: Envelope) -> bool:
+    return isinstance(event.data, CandidateVoided)
+
+
+class _Judge:
+    """Working state of one request: branches registered so far and ids seen so far."""
+
+    def __init__(self, known: Known, scope: TokenScope, trees: OrgTrees, now: datetime) -> None:
+        self.known, self.scope, self.trees, self.now = known, scope, trees, now
+        self.branches: dict[str, BranchHistory] = dict(known.branches)
+        self.seen: dict[str, bytes] = {}
+        self.accepted_here: dict[str, tuple[str | None, Attribution]] = {}
+        self.accepted: list[Accepted] = []
+
+    def judge(self, index: int, each: Inspected) -> Result:
+        if each.event is None:
+            assert each.refusal is not None
+            return Result(each.id, REJECTED, each.refusal.code, each.refusal.detail)
+        event, kind = each.event, short_type(each.event.type)
+        settled = self._by_id(event.id, each.hash, kind)
+        if settled is not None:
+            return settled
+        stored = self.known.events.get(event.id)
+        try:
+            accepted = self._admit(index, each, event, was_pending=stored is not None)
+        except _Rejection as no:
+            return Result(event.id, REJECTED, no.code, no.detail, kind, self._province(no.attribution))
+        self._remember(accepted)
+        return Result(event.id, ACCEPTED, type=kind, province=self._province(accepted.attribution))
+
+    def _by_id(self, event_id: str, digest: bytes, kind: str) -> Result | None:
+        """``duplicate``/``id_conflict`` from this request or the store; None if it must be judged."""
+        if event_id in self.seen:
+            if self.seen[event_id] == digest:
+                return Result(event_id, DUPLICATE, type=kind)
+            return Result(
+                event_id, REJECTED, "id_conflict", "id used earlier in this request with other content", kind
+            )
+        stored = self.known.events.get(event_id)
+        if stored is None:
+            return None
+        if stored.hash != digest:
+            return Result(event_id, REJECTED, "id_conflict", "id already used with other content", kind)
+        if stored.published:
+            self.seen[event_id] = digest
+            return Result(event_id, DUPLICATE, type=kind, province=self._province(stored.attribution))
+        return None
+
+    def _admit(self, index: int, each: Inspected, event: Envelope, *, was_pending: bool) -> Accepted:
+        if event.time > self.now + FUTURE_TOLERANCE:
+            raise _Rejection("future_time", f"time {event.time.isoformat()} is more than 5 minutes ahead")
+        data = event.data
+        placement: Placement | None = None
+        if isinstance(data, BranchRegistered):
+            placement, attribution = self._registration(event, data)
+            topic, key, branch_id = REFERENCE_EVENTS, data.branch_id, data.branch_id
+        elif isinstance(data, TargetSet):
+            attribution = self._target(event, data)
+            topic, key, branch_id = REFERENCE_EVENTS, data.unit_id, None
+        elif isinstance(data, CandidateVoided):
+            branch_id, attribution = self._void(data)
+            topic, key = CANDIDATE_EVENTS, _subject(event)
+        else:
+            branch_id, attribution = self._candidate(event)
+            topic, key = CANDIDATE_EVENTS, _subject(event)
+        assert isinstance(each.item, dict)
+        return Accepted(
+            index, each.item, event, each.hash, topic, key, branch_id, attribution, placement, was_pending
+        )
+
+    def _remember(self, accepted: Accepted) -> None:
+        self.seen[accepted.event.id] = accepted.hash
+        self.accepted_here[accepted.event.id] = (accepted.branch_id, accepted.attribution)
+        self.accepted.append(accepted)
+        if accepted.placement is not None:
+            branch_id = accepted.placement.branch_id
+            history = self.branches.get(branch_id)
+            self.branches[branch_id] = (
+                history.add(accepted.placement) if history else BranchHistory.of([accepted.placement])
+            )
+
+    # -- one method per kind of event -------------------------------------------------
+
+    def _registration(self, event: Envelope, data: BranchRegistered) -> tuple[Placement, Attribution]:
+        """Every named parent must be attachable in its tree and inside the scope; a known branch
+        must also lie inside the scope where it is now (a token cannot take over another
+        province's branch)."""
+        named: list[tuple[TreeVersion, str]] = [
+            (tree, unit) for tree in ("legacy", "2025") if (unit := data.parents.get(tree)) is not None
+        ]
+        for tree, unit in named:
+            if not self.trees[tree].attachable(unit):
+                detail = f"parents.{tree}: {unit} is not a commune of the {tree} tree"
+                raise _Rejection("unknown_unit", detail)
+        attribution = _registration_attribution(event.time, named)
+        for tree, unit in named:
+            self._require(Attribution(unit, tree), f"parents.{tree} {unit}")
+        history = self.branches.get(data.branch_id)
+        if history is not None:
+            for tree in ("legacy", "2025"):
+                unit = history.current.parent(tree)
+                if unit is not None:
+                    self._require(Attribution(unit, tree), f"branch {data.branch_id} (now under {unit})")
+        placement = Placement(data.branch_id, event.time, event.id, data.parents.legacy, data.parents.v2025)
+        return placement, attribution
+
+    def _target(self, event: Envelope, data: TargetSet) -> Attribution:
+        tree: TreeVersion = data.tree or tree_in_force(local_date(event.time))
+        if data.unit_id not in self.trees[tree]:
+            raise _Rejection("unknown_unit", f"unit_id: {data.unit_id} is not a unit of the {tree} tree")
+        attribution = Attribution(data.unit_id, tree)
+        self._require(attribution, f"unit {data.unit_id} ({tree})")
+        return attribution
+
+    def _candidate(self, event: Envelope) -> tuple[str, Attribution]:
+        data = event.data
+        if isinstance(data, CandidateTransferred):
+            self._history(data.to_branch_id, "to_branch_id")
+            branch_id = data.from_branch_id
+        else:
+            branch_id = data.branch_id  # type: ignore[attr-defined]  # every other candidate type has one
+        history = self._history(branch_id, "branch_id")
+        attribution = history.attribution(event.time, self.trees)
+        if attribution is None:
+            tree = tree_in_force(local_date(event.time))
+            raise _Rejection("unknown_unit", f"branch {branch_id} has no unit in the {tree} tree")
+        self._require(attribution, f"branch {branch_id} ({attribution.unit_id}, {attribution.tree})")
+        return branch_id, attribution
+
+    def _void(self, data: CandidateVoided) -> tuple[str | None, Attribution]:
+        """A void is authorised through the event it voids; one the intake has never accepted
+        can only be voided by a national token (its province cannot be checked)."""
+        target = self.accepted_here.get(data.voids)
+        stored = self.known.events.get(data.voids)
+        if target is None and stored is not None and stored.attribution is not None:
+            target = (stored.branch_id, stored.attribution)
+        if target is None:
+            if not self.scope.national:
+                detail = f"voids: {data.voids} was never accepted here: only a national token may void it"
+                raise _Rejection("out_of_scope", detail)
+            return None, Attribution("VN", "2025")
+        self._require(target[1], f"voided event {data.voids}")
+        return target
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _history(self, branch_id: str, field_name: str) -> BranchHistory:
+        history = self.branches.get(branch_id)
+        if history is None:
+            raise _Rejection("unknown_branch", f"{field_name}: branch {branch_id} is not registered")
+        return history
+
+    def _require(self, attribution: Attribution, what: str) -> None:
+        if not self.scope.covers(attribution.unit_id, attribution.tree, self.trees):
+            raise _Rejection("out_of_scope", f"{what} is outside this token's provinces", attribution)
+
+    def _province(self, attribution: Attribution | None) -> str:
+        if attribution is None or attribution.unit_id not in self.trees[attribution.tree]:
+            return "unknown"
+        if attribution.unit_id == "VN":
+            return "VN"
+        return self.trees[attribution.tree].province_of(attribution.unit_id)
+
+
+def _registration_attribution(at: datetime, named: list[tuple[TreeVersion, str]]) -> Attribution:
+    """A registration counts under its parent in the tree in force at its time, else the other one."""
+    in_force = tree_in_force(local_date(at))
+    tree, unit = next(((t, u) for t, u in named if t == in_force), named[0])
+    return Attribution(unit, tree)
+
+
+def _subject(event: Envelope) -> str:
+    assert event.subject is not None  # the envelope requires it for candidate events
+    return event.subject
+
+
+__all__ = [
+    "ACCEPTED",
+    "DUPLICATE",
+    "REJECTED",
+    "Accepted",
+    "Inspected",
+    "Known",
+    "Lookups",
+    "Plan",
+    "Result",
+    "StoredEvent",
+    "decide",
+    "inspect",
+    "lookups",
+]
