@@ -188,7 +188,8 @@ def _ketnap_container(name: str, svc: Doc) -> list[str]:
 
 
 def _long_running(name: str, svc: Doc, env: Mapping[str, str], service: str) -> list[str]:
-    problems = [] if "healthcheck" in svc else [f"{name}: no healthcheck"]
+    check = svc.get("healthcheck") or {}
+    problems = [] if check.get("test") and not check.get("disable") else [f"{name}: no healthcheck"]
     deps = _depends(svc)
     for dep in ("kafka-init", f"migrate-{service}"):
         if deps.get(dep) != "service_completed_successfully":

@@ -6,6 +6,7 @@
 # Environment: KAFKA_BOOTSTRAP (kafka:9092), KETNAP_TOPIC_REPLICATION_FACTOR (1 in compose,
 # 3 in production), KETNAP_TOPIC_MIN_INSYNC_REPLICAS (1 in compose, 2 in production),
 # KETNAP_KAFKA_CONF_DIR (where topics.conf and acls.conf are mounted).
+# The Kafka tools inside the read loops get </dev/null so none can eat the loop's input.
 set -euo pipefail
 
 BIN=/opt/kafka/bin
@@ -44,10 +45,10 @@ while read -r name partitions configs; do
   for pair in "${pairs[@]}"; do args+=(--config "$pair"); done
   "$BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" \
     --create --if-not-exists --topic "$name" --partitions "$partitions" \
-    --replication-factor "$RF" "${args[@]}"
+    --replication-factor "$RF" "${args[@]}" < /dev/null
   # A topic that already existed converges to the declared configs too.
   "$BIN/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" \
-    --alter --entity-type topics --entity-name "$name" --add-config "$all_configs"
+    --alter --entity-type topics --entity-name "$name" --add-config "$all_configs" < /dev/null
 done < "$CONF_DIR/topics.conf"
 
 echo "kafka-init: ACLs"
@@ -55,7 +56,7 @@ while read -r principal operation rtype rname pattern; do
   [[ -z "$principal" || "$principal" == \#* ]] && continue
   "$BIN/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" \
     --add --allow-principal "User:$principal" --operation "$operation" \
-    "--$rtype" "$rname" --resource-pattern-type "${pattern:-literal}"
+    "--$rtype" "$rname" --resource-pattern-type "${pattern:-literal}" < /dev/null
 done < "$CONF_DIR/acls.conf"
 
 "$BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN" --describe \

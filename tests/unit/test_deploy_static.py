@@ -1,7 +1,7 @@
 """The deployment files pass their offline checks, and each check fails on a broken copy.
 
 In-process checks only (schemas, structure, wiring); the ones that run promtool,
-hadolint and shellcheck are in tests/integration/test_deploy_static.py.
+hadolint and shellcheck are in tests/integration/test_deploy_static_tools.py.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ def test_compose_schema_rejects_a_bad_condition(tmp_path: Path) -> None:
             "reporting: must depend on migrate-reporting",
         ),
         (lambda d: d["services"]["quota"].pop("healthcheck"), "quota: no healthcheck"),
+        (lambda d: d["services"]["quota"].update(healthcheck={"disable": True}), "quota: no healthcheck"),
         (lambda d: d["services"]["intake"].update(read_only=False), "intake: read_only must be true"),
     ],
 )
