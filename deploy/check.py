@@ -138,7 +138,23 @@ def _compose_wiring(doc: Doc) -> list[str]:
         problems += _secret_wiring(name, svc, declared)
         if "build" in svc:
             problems += _ketnap_container(name, svc)
-    return problems
+    return problems + _one_shots_adopted(services)
+
+
+def _one_shots_adopted(services: dict[str, Doc]) -> list[str]:
+    """`up --wait` counts a one-shot's exit as success only when a service waits for it."""
+    adopted = {
+        d
+        for svc in services.values()
+        for d, c in _depends(svc).items()
+        if c == "service_completed_successfully"
+    }
+    one_shots = [name for name, svc in services.items() if str(svc.get("restart", "no")) == "no"]
+    return [
+        f"{name}: one-shot that no service waits for (service_completed_successfully)"
+        for name in one_shots
+        if name not in adopted
+    ]
 
 
 def _depends(svc: Doc) -> dict[str, str]:

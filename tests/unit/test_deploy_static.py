@@ -162,6 +162,12 @@ def test_compose_schema_rejects_a_bad_condition(tmp_path: Path) -> None:
         (lambda d: d["services"]["quota"].pop("healthcheck"), "quota: no healthcheck"),
         (lambda d: d["services"]["quota"].update(healthcheck={"disable": True}), "quota: no healthcheck"),
         (lambda d: d["services"]["intake"].update(read_only=False), "intake: read_only must be true"),
+        (
+            lambda d: [
+                d["services"][s]["depends_on"].pop("kafka-init") for s in ("intake", "quota", "reporting")
+            ],
+            "kafka-init: one-shot that no service",
+        ),
     ],
 )
 def test_compose_wiring_fails_on_broken_copy(tmp_path: Path, change: Any, problem: str) -> None:
