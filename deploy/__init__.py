@@ -1,0 +1,1 @@
+"""Deployment artefacts and their offline checks (`python -m deploy.check`)."""
