@@ -1,0 +1,386 @@
+"""Exactly-once effect over an at-least-once broker: one batch, one transaction, then the offset.
+
+A service subscribes a batch handler ``async def handle(batch: Batch) -> None``; the
+:class:`BatchConsumer` runs it on FastStream's Kafka batch subscriber. For each batch:
+
+1. in ONE database transaction: lock the batch's partitions' rows in
+   ``<service>_consumer_offsets`` (the fence: one writer per partition, even while
+   a rebalance hands a partition to another replica), drop records below the stored
+   position (redeliveries, counted in ``ketnap_redeliveries_total``), run the handler
+   on the rest (it writes processed ids, state, tallies and outbox rows on
+   ``batch.connection``), store the new positions; commit;
+2. then commit the Kafka offsets. Dying between 1 and 2 only re-delivers records the
+   fence drops: a redelivered record changes nothing.
+
+Ack policy: ``AckPolicy.MANUAL``. FastStream 0.7's ``ACK`` also acks when the handler
+raises (the batch would be lost) and ``NACK_ON_ERROR`` commits every consumed position
+of the consumer after the handler, outside the fence; with ``MANUAL`` this module
+commits exactly the batch's offsets after the database commit and, when a batch is
+given up (shutdown, partitions revoked), seeks back so nothing is skipped.
+
+Failures: any database error is retried with backoff (1 s, 2 s, ... 30 s: never more
+than one retry a second), forever: nothing is dead-lettered because the database is
+down, and :meth:`BatchConsumer.check` (a readiness check) fails meanwhile. Poison
+records are the handler's business (reject them through the outbox), never an
+exception. Rebalance: before partitions are revoked the batch in flight finishes (or,
+when it is stuck retrying, is dropped and re-delivered later). Shutdown: :meth:`drain`
+waits for the batch in flight, at most ``settings.shutdown_grace_s``.
+
+Test-only fault hook: ``KETNAP_FAULT_KILL_AFTER_COMMIT_PROB`` (0..1) makes the process
+``os._exit`` between the database commit and the offset commit with that probability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.logging import get_logger
+from shared.metrics import (
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    FRESHNESS_SECONDS,
+    REDELIVERIES,
+)
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+FAULT_KILL_ENV = "KETNAP_FAULT_KILL_AFTER_COMMIT_PROB"
+FAULT_EXIT_CODE = 86
+RECORDED_HEADER = "recordedtime"
+MAX_BACKOFF_S = 30.0
+
+Partition = tuple[str, int]
+
+
+class Record(Protocol):
+    """What a handler sees of a Kafka record (aiokafka's ``ConsumerRecord``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass
+class Batch:
+    """New records of one batch (redeliveries already dropped), inside the open transaction."""
+
+    connection: AsyncConnection
+    records: Sequence[Record]
+    now: datetime
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction committed (metrics, waking the relay)."""
+        self.callbacks.append(callback)
+
+
+BatchHandler = Callable[[Batch], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    service: str
+    group_id: str
+    topics: tuple[str, ...]
+
+
+def offsets_table(metadata: MetaData, service: str) -> Table:
+    """``<service>_consumer_offsets``: the next offset to process per (group, topic, partition)."""
+    return Table(
+        f"{service}_consumer_offsets",
+        metadata,
+        Column("group_id", Text, primary_key=True),
+        Column("topic", Text, primary_key=True),
+        Column("partition", Integer, primary_key=True),
+        Column("next_offset", BigInteger, nullable=False),
+    )
+
+
+def make_broker(settings: Settings) -> KafkaBroker:
+    """A FastStream Kafka broker for consumers, with the TLS/SASL settings of ``shared.kafka``."""
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        security=_security(settings),
+        client_id=settings.kafka_client_id or settings.service,
+        log_level=10,  # FastStream's per-message access log at DEBUG: batches are logged here
+        graceful_timeout=settings.shutdown_grace_s,
+    )
+
+
+def _security(settings: Settings) -> BaseSecurity | None:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    use_ssl = protocol.endswith("SSL")
+    context = (
+        ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if use_ssl
+        else None
+    )
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    user, password = settings.kafka_sasl_username or "", settings.sasl_password() or ""
+    mechanism = settings.kafka_sasl_mechanism or "SCRAM-SHA-512"
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    return kinds[mechanism](user, password, ssl_context=context, use_ssl=use_ssl)
+
+
+def _first_and_last(records: Sequence[Record]) -> dict[Partition, tuple[int, int]]:
+    spans: dict[Partition, tuple[int, int]] = {}
+    for r in records:
+        first, last = spans.get((r.topic, r.partition), (r.offset, r.offset))
+        spans[(r.topic, r.partition)] = (min(first, r.offset), max(last, r.offset))
+    return spans
+
+
+def recorded_at(record: Record) -> float:
+    """When the record was recorded upstream (epoch s): its ``recordedtime`` header, else its timestamp."""
+    for name, value in record.headers or ():
+        if name == RECORDED_HEADER:
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(value.decode()).timestamp()
+    return float(record.timestamp) / 1000.0
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: BatchConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.owner.quiesce(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", group=self.owner.spec.group_id, partitions=len(assigned))
+
+
+class BatchConsumer:
+    """One consumer group's batch loop: handler and position in one transaction, offset after."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        handler: BatchHandler,
+        engine: AsyncEngine,
+        settings: Settings,
+        *,
+        after_commit: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        self.spec, self.handler, self.engine, self.settings = spec, handler, engine, settings
+        self.table = offsets_table(MetaData(), spec.service)
+        self.after_commit = tuple(after_commit)
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._busy = asyncio.Lock()
+        self._draining = False
+        self._abandon = asyncio.Event()
+        self._failing: str | None = None
+        self._kill_probability = float(os.environ.get(FAULT_KILL_ENV) or 0.0)
+        self.batches = 0
+
+    def subscribe(self, broker: KafkaBroker) -> None:
+        """Register the batch subscriber on ``broker`` (started with the broker)."""
+        subscriber = broker.subscriber(
+            *self.spec.topics,
+            batch=True,
+            max_records=self.settings.consumer_batch,
+            batch_timeout_ms=100,
+            group_id=self.spec.group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            listener=_Rebalance(self),
+            decoder=_the_message,
+        )
+
+        async def on_batch(message: Any) -> None:
+            await self.consume(message.consumer, message.raw_message)
+
+        subscriber(on_batch)
+
+    async def check(self) -> None:
+        """Readiness: fails while batches cannot be committed (e.g. the database is down)."""
+        if self._failing:
+            raise RuntimeError(f"{self.spec.group_id}: {self._failing}")
+
+    async def drain(self) -> None:
+        """Take no new batch; wait for the one in flight at most ``shutdown_grace_s``."""
+        self._draining = True
+        if self._failing:
+            self._abandon.set()
+        try:
+            await asyncio.wait_for(self._busy.acquire(), self.settings.shutdown_grace_s)
+        except TimeoutError:
+            log.warning("batch still in flight at shutdown", group=self.spec.group_id)
+            self._abandon.set()
+        else:
+            self._busy.release()
+
+    async def quiesce(self, revoked: set[TopicPartition]) -> None:
+        """Before partitions move: let the batch in flight finish (drop it if it is stuck retrying)."""
+        if self._failing:
+            self._abandon.set()
+        try:
+            await asyncio.wait_for(self._busy.acquire(), self.settings.shutdown_grace_s)
+        except TimeoutError:
+            self._abandon.set()
+        else:
+            self._busy.release()
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.spec.service, tp.topic, str(tp.partition))
+
+    async def consume(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
+        """Process one batch end to end (called by the subscriber; public for tests)."""
+        if not records:
+            return
+        if self._draining:
+            _rewind(consumer, records)
+            return
+        async with self._busy:
+            self._abandon.clear()
+            started = time.perf_counter()
+            committed = await self._commit_with_retries(records)
+            if committed is None:
+                _rewind(consumer, records)
+                return
+            if self._kill_probability and random.random() < self._kill_probability:
+                os._exit(FAULT_EXIT_CODE)  # test hook: die between the database and the offset commit
+            await self._commit_offsets(consumer, records)
+            self._observe(consumer, records, committed, started)
+
+    async def _commit_with_retries(self, records: Sequence[Record]) -> Batch | None:
+        attempt = 0
+        while True:
+            try:
+                batch = await self._transaction(records)
+            except Exception as exc:  # database down, lock conflict, ...: retry; never skip records
+                attempt += 1
+                self._failing = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning(
+                    "batch transaction failed", group=self.spec.group_id, attempt=attempt, error=repr(exc)
+                )
+                if self._draining or self._abandon.is_set():
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._abandon.wait(), min(MAX_BACKOFF_S, 2.0 ** (attempt - 1)))
+                if self._abandon.is_set():
+                    return None
+                continue
+            self._failing = None
+            return batch
+
+    async def _transaction(self, records: Sequence[Record]) -> Batch:
+        spans = _first_and_last(records)
+        async with self.engine.begin() as connection:
+            positions = await self._lock_positions(connection, sorted(spans))
+            fresh = [r for r in records if r.offset >= positions[(r.topic, r.partition)]]
+            batch = Batch(connection, fresh, datetime.now(UTC))
+            if fresh:
+                await self.handler(batch)
+            moved = {tp: last + 1 for tp, (_, last) in spans.items() if last + 1 > positions[tp]}
+            await self._store_positions(connection, moved)
+        skipped = len(records) - len(fresh)
+        if skipped:
+            REDELIVERIES.labels(self.spec.service).inc(skipped)
+            log.info("redelivered records skipped", group=self.spec.group_id, count=skipped)
+        return batch
+
+    def _insert(self) -> Any:
+        return (postgresql.insert if self.is_postgres else sqlite.insert)(self.table)
+
+    async def _lock_positions(
+        self, connection: AsyncConnection, partitions: list[Partition]
+    ) -> dict[Partition, int]:
+        rows = [
+            {"group_id": self.spec.group_id, "topic": t, "partition": p, "next_offset": 0}
+            for t, p in partitions
+        ]
+        await connection.execute(self._insert().on_conflict_do_nothing(), rows)
+        c = self.table.c
+        query = (
+            select(c.topic, c.partition, c.next_offset)
+            .where(c.group_id == self.spec.group_id, tuple_(c.topic, c.partition).in_(partitions))
+            .order_by(c.topic, c.partition)
+            .with_for_update()
+        )
+        return {(r.topic, r.partition): r.next_offset for r in await connection.execute(query)}
+
+    async def _store_positions(self, connection: AsyncConnection, moved: dict[Partition, int]) -> None:
+        if not moved:
+            return
+        rows = [
+            {"group_id": self.spec.group_id, "topic": t, "partition": p, "next_offset": n}
+            for (t, p), n in moved.items()
+        ]
+        statement = self._insert()
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["group_id", "topic", "partition"],
+                set_={"next_offset": statement.excluded.next_offset},
+            ),
+            rows,
+        )
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
+        offsets = {TopicPartition(t, p): last + 1 for (t, p), (_, last) in _first_and_last(records).items()}
+        try:
+            await consumer.commit(offsets)
+        except (KafkaError, AssertionError) as exc:  # rebalanced meanwhile: the fence absorbs the redelivery
+            log.warning("offset commit failed", group=self.spec.group_id, error=repr(exc))
+
+    def _observe(
+        self, consumer: AIOKafkaConsumer, records: Sequence[Record], batch: Batch, started: float
+    ) -> None:
+        self.batches += 1
+        for callback in (*batch.callbacks, *self.after_commit):
+            callback()
+        now = time.time()
+        service = self.spec.service
+        BATCH_SECONDS.labels(service).observe(time.perf_counter() - started)
+        freshness = FRESHNESS_SECONDS.labels(service)
+        for record in batch.records:
+            freshness.observe(max(0.0, now - recorded_at(record)))
+        for (topic, partition), (_, last) in _first_and_last(records).items():
+            highwater = consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                CONSUMER_LAG.labels(service, topic, str(partition)).set(max(0, highwater - last - 1))
+
+
+async def _the_message(message: Any) -> Any:
+    """FastStream decoder: hand the batch message itself over, records undecoded (decoded once, later)."""
+    return message
+
+
+def _rewind(consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
+    """Seek back to the batch's first offsets so a batch given up is fetched again."""
+    for (topic, partition), (first, _) in _first_and_last(records).items():
+        with contextlib.suppress(Exception):  # partition already revoked: its next owner starts there
+            consumer.seek(TopicPartition(topic, partition), first)

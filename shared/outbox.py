@@ -1,0 +1,208 @@
+"""The transactional outbox [hộp thư đi]: what a service publishes is first a row in its database.
+
+A handler writes its outgoing messages with :func:`enqueue` in the SAME transaction as
+the effect that caused them, so a message exists if and only if its effect committed.
+The :class:`OutboxRelay` then publishes the rows in id order with ``acks=all`` and
+deletes them. Guarantees:
+
+- at least once: a row is deleted only after the broker acknowledged it; a crash in
+  between publishes it again, with the same ``message-id`` header
+  (``<service>:<row id>``) so consumers can deduplicate;
+- in order: one relay at a time publishes (a PostgreSQL advisory lock; rows claimed
+  ``FOR UPDATE SKIP LOCKED`` as well), rows in id order, and aiokafka keeps the order
+  per partition; a row is written after the row locks of its effect are held, so
+  per key the id order is the order of the changes;
+- never blocking the writer: a broker outage only grows the backlog
+  (``ketnap_outbox_backlog``); the relay retries at most once per second.
+
+Table per service, ``<service>_outbox``; each service creates it in its own migration
+with the columns of :func:`outbox_table`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.logging import get_logger
+from shared.metrics import OUTBOX_BACKLOG
+
+log = get_logger(__name__)
+
+MESSAGE_ID_HEADER = "message-id"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One message to publish: ``headers`` are (name, text value) pairs."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def outbox_table(metadata: MetaData, service: str) -> Table:
+    """``<service>_outbox``: rows waiting to be published, in id order."""
+    return Table(
+        f"{service}_outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("topic", Text, nullable=False),
+        Column("key", LargeBinary, nullable=True),
+        Column("value", LargeBinary, nullable=False),
+        Column("headers", Text, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+async def enqueue(connection: AsyncConnection, table: Table, messages: Sequence[OutboxMessage]) -> None:
+    """Add messages to the outbox inside the caller's transaction (one statement)."""
+    if not messages:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "topic": m.topic,
+            "key": m.key,
+            "value": m.value,
+            "headers": orjson.dumps(m.headers).decode() if m.headers else None,
+            "created_at": now,
+        }
+        for m in messages
+    ]
+    await connection.execute(insert(table), rows)
+
+
+def _headers(raw: str | None, message_id: str) -> list[tuple[str, bytes]]:
+    pairs: list[tuple[str, bytes]] = [(k, v.encode()) for k, v in orjson.loads(raw)] if raw else []
+    pairs.append((MESSAGE_ID_HEADER, message_id.encode()))
+    return pairs
+
+
+class OutboxRelay:
+    """Publishes a service's outbox rows; :meth:`wake` it after each commit that added rows."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        table: Table,
+        service: str,
+        *,
+        batch_size: int = 2000,
+        idle_poll_s: float = 1.0,
+    ) -> None:
+        self.engine, self.producer, self.table, self.service = engine, producer, table, service
+        self.batch_size, self.idle_poll_s = batch_size, idle_poll_s
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._lock_key = zlib.crc32(table.name.encode())
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._backlog_checked = 0.0
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
+
+    async def stop(self, grace_s: float) -> None:
+        """Publish what is ready within ``grace_s``, then stop (the rest waits for the next start)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                count = await self.publish_once()
+                failures = 0
+            except Exception as exc:  # broker or database down: keep the rows, retry later
+                failures += 1
+                log.warning("outbox publish failed", table=self.table.name, error=repr(exc), attempt=failures)
+                await asyncio.sleep(min(30.0, float(2 ** min(failures - 1, 5))))
+                continue
+            if count:
+                continue  # more may be waiting
+            if self._stopping:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
+
+    async def publish_once(self) -> int:
+        """Publish and delete the next rows in id order; the number published (0: none or not leader)."""
+        async with self.engine.begin() as connection:
+            if self.is_postgres and not await connection.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
+            ):
+                return 0
+            query = select(self.table).order_by(self.table.c.id).limit(self.batch_size)
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = (await connection.execute(query)).all()
+            if rows:
+                await self._publish(rows)
+                await connection.execute(delete(self.table).where(self.table.c.id.in_([r.id for r in rows])))
+            await self._observe_backlog(connection, len(rows))
+        self.published += len(rows)
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        futures = [
+            await self.producer.send(
+                row.topic,
+                row.value,
+                key=row.key,
+                headers=_headers(row.headers, f"{self.service}:{row.id}"),
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+
+    async def _observe_backlog(self, connection: AsyncConnection, fetched: int) -> None:
+        """Set the backlog gauge: exact when the outbox emptied, counted at most once a second otherwise."""
+        if fetched < self.batch_size:
+            OUTBOX_BACKLOG.labels(self.service).set(0)
+            return
+        now = time.monotonic()
+        if now - self._backlog_checked >= 1.0:
+            self._backlog_checked = now
+            remaining = await connection.scalar(select(func.count()).select_from(self.table))
+            OUTBOX_BACKLOG.labels(self.service).set(max(0, int(remaining or 0) - fetched))
