@@ -1,0 +1,100 @@
+"""Per-batch aggregate deltas: every key touched once per batch, whatever the batch holds.
+
+A count change of one branch adds ``delta`` to each unit of its chain in each tree
+(monthly row, and daily row where the unit keeps days) and, when the branch is
+unmapped, to the anchor's ``unmapped`` part. Summing here first means a national
+replay touches the ``VN`` and province rows once per batch, not once per change.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+
+from services.reporting.bulk import Row
+from services.reporting.placing import Plan
+from services.reporting.tables import MONTH_COLUMNS, TOTAL, UNMAPPED
+
+UnitKey = tuple[str, str, int, int, int]
+"""(tree, unit_id, series, part, bucket)"""
+
+
+def month_of(ordinal: int) -> int:
+    """The domain's ``month_key`` of a day ordinal."""
+    day = date.fromordinal(ordinal)
+    return day.year * 12 + day.month - 1
+
+
+@dataclass
+class Deltas:
+    """Sums of deltas by aggregate key, and the (tree, anchor, month) documents they touch."""
+
+    months: defaultdict[UnitKey, int] = field(default_factory=lambda: defaultdict(int))
+    days: defaultdict[UnitKey, int] = field(default_factory=lambda: defaultdict(int))
+    branches: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    dirty: set[tuple[str, str, int]] = field(default_factory=set)
+    _months_of: dict[int, int] = field(default_factory=dict)
+
+    def month(self, ordinal: int) -> int:
+        found = self._months_of.get(ordinal)
+        if found is None:
+            found = self._months_of[ordinal] = month_of(ordinal)
+        return found
+
+    def add(self, plan: Plan, mapped: bool, series: int, ordinal: int, delta: int) -> None:
+        """``delta`` on one (branch, day, series) through the branch's plan in one tree."""
+        tree, month = plan.tree, self.month(ordinal)
+        months, days = self.months, self.days
+        for unit_id, keeps_days in plan.units:
+            months[(tree, unit_id, series, TOTAL, month)] += delta
+            if keeps_days:
+                days[(tree, unit_id, series, TOTAL, ordinal)] += delta
+        if not mapped:
+            months[(tree, plan.anchor, series, UNMAPPED, month)] += delta
+            if plan.anchor_keeps_days:
+                days[(tree, plan.anchor, series, UNMAPPED, ordinal)] += delta
+        self.dirty.add((tree, plan.anchor, month))
+
+    def count_branch(self, plan: Plan, step: int) -> None:
+        """A branch joins (+1) or leaves (-1) every unit of the chain."""
+        for unit_id, _ in plan.units:
+            self.branches[(plan.tree, unit_id)] += step
+
+    def month_rows(self) -> list[Row]:
+        return [(*key, value) for key, value in self.months.items() if value]
+
+    def day_rows(self) -> list[Row]:
+        return [(*key, value) for key, value in self.days.items() if value]
+
+    def branch_rows(self) -> list[Row]:
+        return [(*key, n) for key, n in self.branches.items() if n]
+
+    def dirty_rows(self) -> list[Row]:
+        return list(self.dirty)
+
+
+@dataclass
+class ActivityMasks:
+    """Day bits to set or clear per (branch, year): bit ``d - 1`` of column ``mMM``."""
+
+    set_bits: defaultdict[tuple[str, int], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0] * 12)
+    )
+    clear_bits: defaultdict[tuple[str, int], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0] * 12)
+    )
+
+    def mark(self, branch_id: str, ordinal: int, active: bool) -> None:
+        day = date.fromordinal(ordinal)
+        masks = (self.set_bits if active else self.clear_bits)[(branch_id, day.year)]
+        masks[day.month - 1] |= 1 << (day.day - 1)
+
+    def set_rows(self) -> list[Row]:
+        return [(branch_id, year, *masks) for (branch_id, year), masks in self.set_bits.items()]
+
+    def clear_rows(self) -> list[Row]:
+        return [(branch_id, year, *masks) for (branch_id, year), masks in self.clear_bits.items()]
+
+
+ACTIVITY_COLUMNS = ("branch_id", "year", *MONTH_COLUMNS)

@@ -1,0 +1,128 @@
+"""Bulk writes and keyed reads on the driver connection: the fold's hot path.
+
+One statement per table per batch: PostgreSQL gets column arrays through
+``unnest`` (asyncpg), SQLite an ``executemany`` (aiosqlite). Both run on the
+connection of the caller's SQLAlchemy transaction, so they commit or roll back with
+it. Rows are sorted by their conflict key before writing: concurrent replicas then
+take row locks in one global order and cannot deadlock on hot aggregate rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Row = tuple[Any, ...]
+_SQLITE_CHUNK = 8000  # keys per statement; 3 parameters each stays under SQLite's 32,766
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET <update>`` (or ``DO NOTHING``).
+
+    ``update`` is a SET clause where ``t`` is the table and ``excluded`` the new row.
+    ``types`` are the PostgreSQL array element types of ``columns``.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    conflict: tuple[str, ...]
+    update: str | None
+
+    def _tail(self) -> str:
+        target = f"ON CONFLICT ({', '.join(self.conflict)})"
+        return f"{target} DO UPDATE SET {self.update}" if self.update else f"{target} DO NOTHING"
+
+    def sqlite_sql(self) -> str:
+        marks = ", ".join("?" for _ in self.columns)
+        return f"INSERT INTO {self.table} AS t ({', '.join(self.columns)}) VALUES ({marks}) {self._tail()}"
+
+    def postgres_sql(self) -> str:
+        arrays = ", ".join(f"${i + 1}::{kind}[]" for i, kind in enumerate(self.types))
+        return (
+            f"INSERT INTO {self.table} AS t ({', '.join(self.columns)}) "
+            f"SELECT * FROM unnest({arrays}) {self._tail()}"
+        )
+
+    def key_positions(self) -> tuple[int, ...]:
+        return tuple(self.columns.index(name) for name in self.conflict)
+
+
+def is_postgres(connection: AsyncConnection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+async def driver(connection: AsyncConnection) -> Any:
+    """The asyncpg / aiosqlite connection under the caller's transaction."""
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def upsert(connection: AsyncConnection, statement: Upsert, rows: Sequence[Row]) -> None:
+    """Write all rows with one statement (PostgreSQL) or one executemany (SQLite)."""
+    if not rows:
+        return
+    positions = statement.key_positions()
+    ordered = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
+    native = await driver(connection)
+    if is_postgres(connection):
+        columns = [list(column) for column in zip(*ordered, strict=True)]
+        await native.execute(statement.postgres_sql(), *columns)
+    else:
+        if "timestamptz" in statement.types:
+            ordered = [tuple(_sqlite_value(v) for v in row) for row in ordered]
+        await native.executemany(statement.sqlite_sql(), ordered)
+
+
+def _sqlite_value(value: Any) -> Any:
+    """Times as ISO 8601 text in UTC: sortable, and read back with ``datetime.fromisoformat``."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+async def fetch_keyed(
+    connection: AsyncConnection,
+    table: str,
+    key: tuple[str, ...],
+    types: tuple[str, ...],
+    wanted: tuple[str, ...],
+    keys: Sequence[Row],
+    *,
+    lock: str = "",
+) -> list[Row]:
+    """Rows of ``table`` whose ``key`` columns equal one of ``keys``: (key..., wanted...).
+
+    ``lock`` (``FOR SHARE`` / ``FOR UPDATE``) applies on PostgreSQL only, to the table's
+    rows, taken in key order; SQLite has a single writer and needs none.
+    """
+    if not keys:
+        return []
+    selected = ", ".join(f"t.{name}" for name in (*key, *wanted))
+    native = await driver(connection)
+    if is_postgres(connection):
+        arrays = ", ".join(f"${i + 1}::{kind}[]" for i, kind in enumerate(types))
+        aliases = ", ".join(f"k{i}" for i in range(len(key)))
+        joined = " AND ".join(f"t.{name} = k.k{i}" for i, name in enumerate(key))
+        sql = f"SELECT {selected} FROM {table} t JOIN unnest({arrays}) AS k({aliases}) ON {joined} "
+        ordered = sorted(set(keys))
+        rows = await native.fetch(
+            sql + f"ORDER BY {', '.join(f't.{n}' for n in key)}" + (f" {lock} OF t" if lock else ""),
+            *[list(c) for c in zip(*ordered, strict=True)],
+        )
+        return [tuple(r) for r in rows]
+    found: list[Row] = []
+    unique = list(dict.fromkeys(keys))
+    width = len(key)
+    for start in range(0, len(unique), _SQLITE_CHUNK):
+        chunk = unique[start : start + _SQLITE_CHUNK]
+        marks = ", ".join(f"({', '.join('?' for _ in range(width))})" for _ in chunk)
+        sql = f"SELECT {selected} FROM {table} t WHERE ({', '.join(key)}) IN (VALUES {marks})"
+        cursor = await native.execute(sql, [value for row in chunk for value in row])
+        found.extend(tuple(r) for r in await cursor.fetchall())
+    return found

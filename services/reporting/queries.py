@@ -1,0 +1,383 @@
+"""The read side: one unit's rollup, targets, lagging branches, all from one database snapshot.
+
+A period is cut by the domain (`Period.spans`) into whole months (years are 12
+months) and single days. Whole months come from ``reporting_unit_months``; single
+days from ``reporting_unit_days`` for units with child units, and from the
+branches' own tallies for leaves (communes, island districts), whose branches all
+sit at them. Every figure of one answer is read in one transaction (a snapshot), so
+``value == Σ children + unmapped`` holds inside every answer, not only when quiet.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.reporting.domain import (
+    Attainment,
+    Child,
+    LaggingBranch,
+    Period,
+    Reporting,
+    UnitRollup,
+    UnknownUnitError,
+    attainment_pct,
+    lagging,
+)
+from services.reporting.domain.periods import month_key
+from services.reporting.placing import NATIONAL, Placer
+from services.reporting.series import ADMITTED_ALL
+from services.reporting.tables import MONTH_COLUMNS, TOTAL, UNMAPPED
+from shared.orgtree import TreeVersion, Unit
+
+BRANCH_LEVEL = "branch"
+Ranges = list[tuple[int, int]]
+
+
+@asynccontextmanager
+async def snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only connection whose statements all see one committed state."""
+    async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execution_options(isolation_level="REPEATABLE READ")
+            async with connection.begin():
+                await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield connection
+            return
+        await connection.exec_driver_sql("BEGIN")  # SQLite: one read transaction = one WAL snapshot
+        try:
+            yield connection
+        finally:
+            await connection.rollback()
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """A period as ranges of month keys and of day ordinals (each range inclusive)."""
+
+    months: Ranges
+    days: Ranges
+
+    @classmethod
+    def of(cls, period: Period) -> Buckets:
+        spans = period.spans()
+        months = sorted({y * 12 + m for y in spans.years for m in range(12)} | set(spans.months))
+        return cls(_runs(months), _runs(sorted(spans.days)))
+
+
+def _runs(values: Sequence[int]) -> Ranges:
+    """Consecutive integers merged into inclusive ranges."""
+    runs: Ranges = []
+    for value in values:
+        if runs and runs[-1][1] + 1 == value:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs
+
+
+def _between(column: str, ranges: Ranges, prefix: str) -> tuple[str, dict[str, int]]:
+    """``(col BETWEEN :p0a AND :p0b OR ...)`` and its parameters; ``1 = 0`` for no range."""
+    if not ranges:
+        return "1 = 0", {}
+    parts, params = [], {}
+    for i, (low, high) in enumerate(ranges):
+        parts.append(f"{column} BETWEEN :{prefix}{i}a AND :{prefix}{i}b")
+        params[f"{prefix}{i}a"], params[f"{prefix}{i}b"] = low, high
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def _expanding(sql: str, *names: str) -> TextClause:
+    return text(sql).bindparams(*(bindparam(n, expanding=True) for n in names))
+
+
+@dataclass(frozen=True, slots=True)
+class Sums:
+    """Per unit: total and unmapped."""
+
+    total: dict[str, int]
+    unmapped: dict[str, int]
+
+    @classmethod
+    def empty(cls) -> Sums:
+        return cls(defaultdict(int), defaultdict(int))
+
+    def add(self, unit_id: str, part: int, value: int) -> None:
+        (self.unmapped if part == UNMAPPED else self.total)[unit_id] += value
+
+
+class RollupReader:
+    """Queries over the reporting tables; every method takes the snapshot's connection."""
+
+    def __init__(self, placer: Placer) -> None:
+        self.placer = placer
+        self.trees = placer.trees
+
+    def unit(self, tree: TreeVersion, unit_id: str) -> Unit:
+        found = self.trees[tree].get(unit_id)
+        if found is None:
+            raise UnknownUnitError(unit_id, tree)
+        return found
+
+    async def rollup(
+        self, connection: AsyncConnection, tree: TreeVersion, unit_id: str, period: Period, series: int
+    ) -> UnitRollup:
+        unit = self.unit(tree, unit_id)
+        kids = self.trees[tree].children(unit_id)
+        buckets = Buckets.of(period)
+        sums = await self.sums(connection, tree, [unit_id, *(c.id for c in kids)], buckets, series)
+        children = [Child(c.id, c.name, c.level, sums.total.get(c.id, 0)) for c in kids]
+        children += await self.branch_children(connection, tree, unit_id, period, series)
+        reporting = Reporting(
+            await self.branch_count(connection, tree, unit_id),
+            await self.active_branches(connection, tree, unit, period),
+        )
+        return UnitRollup(
+            unit.id,
+            unit.name,
+            unit.level,
+            sums.total.get(unit_id, 0),
+            sums.unmapped.get(unit_id, 0),
+            tuple(children),
+            reporting,
+        )
+
+    async def sums(
+        self,
+        connection: AsyncConnection,
+        tree: TreeVersion,
+        unit_ids: Sequence[str],
+        buckets: Buckets,
+        series: int,
+    ) -> Sums:
+        """Total and unmapped of each unit over the buckets."""
+        sums = Sums.empty()
+        base = {"tree": tree, "series": series}
+        if buckets.months:
+            where, params = _between("month", buckets.months, "m")
+            rows = await connection.execute(
+                _expanding(
+                    "SELECT unit_id, part, sum(value) FROM reporting_unit_months "
+                    f"WHERE tree = :tree AND series = :series AND unit_id IN :units AND {where} "
+                    "GROUP BY unit_id, part",
+                    "units",
+                ),
+                {**base, **params, "units": list(unit_ids)},
+            )
+            for unit_id, part, value in rows:
+                sums.add(unit_id, part, int(value))
+        if buckets.days:
+            await self._day_sums(connection, tree, unit_ids, buckets.days, series, sums)
+        return sums
+
+    async def _day_sums(
+        self,
+        connection: AsyncConnection,
+        tree: TreeVersion,
+        unit_ids: Sequence[str],
+        days: Ranges,
+        series: int,
+        sums: Sums,
+    ) -> None:
+        inner = [u for u in unit_ids if self.placer.keeps_days(tree, u)]
+        leaves = [u for u in unit_ids if not self.placer.keeps_days(tree, u)]
+        base = {"tree": tree, "series": series}
+        if inner:
+            where, params = _between("day", days, "d")
+            rows = await connection.execute(
+                _expanding(
+                    "SELECT unit_id, part, sum(value) FROM reporting_unit_days "
+                    f"WHERE tree = :tree AND series = :series AND unit_id IN :units AND {where} "
+                    "GROUP BY unit_id, part",
+                    "units",
+                ),
+                {**base, **params, "units": inner},
+            )
+            for unit_id, part, value in rows:
+                sums.add(unit_id, part, int(value))
+        if leaves:
+            where, params = _between("t.day", days, "d")
+            rows = await connection.execute(
+                _expanding(
+                    "SELECT p.anchor, p.mapped, sum(t.value) FROM reporting_placements p "
+                    "JOIN reporting_tallies t ON t.branch_id = p.branch_id "
+                    f"WHERE p.tree = :tree AND p.anchor IN :units AND t.series = :series AND {where} "
+                    "GROUP BY p.anchor, p.mapped",
+                    "units",
+                ),
+                {**base, **params, "units": leaves},
+            )
+            for anchor, mapped, value in rows:
+                sums.add(anchor, TOTAL, int(value))
+                if not mapped:
+                    sums.add(anchor, UNMAPPED, int(value))
+
+    async def branch_children(
+        self, connection: AsyncConnection, tree: TreeVersion, unit_id: str, period: Period, series: int
+    ) -> list[Child]:
+        """Branches registered directly under the unit, zeros included, by id."""
+        rows = await connection.execute(
+            text(
+                "SELECT p.branch_id, b.name, "
+                "(SELECT sum(t.value) FROM reporting_tallies t WHERE t.branch_id = p.branch_id "
+                " AND t.series = :series AND t.day BETWEEN :start AND :end) "
+                "FROM reporting_placements p JOIN reporting_branches b ON b.branch_id = p.branch_id "
+                "WHERE p.tree = :tree AND p.anchor = :unit AND p.mapped ORDER BY p.branch_id"
+            ),
+            {
+                "tree": tree,
+                "unit": unit_id,
+                "series": series,
+                "start": period.start.toordinal(),
+                "end": period.end.toordinal(),
+            },
+        )
+        return [Child(b, name or "", BRANCH_LEVEL, int(value or 0)) for b, name, value in rows]
+
+    async def branch_count(self, connection: AsyncConnection, tree: TreeVersion, unit_id: str) -> int:
+        found = await connection.scalar(
+            text("SELECT n FROM reporting_unit_branches WHERE tree = :tree AND unit_id = :unit"),
+            {"tree": tree, "unit": unit_id},
+        )
+        return int(found or 0)
+
+    def _members(self, tree: TreeVersion, unit: Unit) -> tuple[str, dict[str, Any]]:
+        """A join restricting ``a.branch_id`` to the branches whose chain passes the unit."""
+        if unit.id == NATIONAL:
+            return "", {}
+        column = {"province": "province_id", "district": "district_id"}.get(unit.level, "anchor")
+        if unit.level == "district" and not self.placer.keeps_days(tree, unit.id):
+            column = "anchor"  # an island district is a leaf: its branches sit at it
+        join = (
+            "JOIN reporting_placements p ON p.branch_id = a.branch_id "
+            f"AND p.tree = :tree AND p.{column} = :unit "
+        )
+        return join, {"tree": tree, "unit": unit.id}
+
+    async def active_branches(
+        self, connection: AsyncConnection, tree: TreeVersion, unit: Unit, period: Period
+    ) -> int:
+        """Branches under the unit with a positive count on some day of the period."""
+        join, params = self._members(tree, unit)
+        condition, bits = _activity_condition(period)
+        counted = "count(*)" if period.start.year == period.end.year else "count(DISTINCT a.branch_id)"
+        found = await connection.scalar(
+            text(f"SELECT {counted} FROM reporting_activity a {join}WHERE {condition}"), {**params, **bits}
+        )
+        return int(found or 0)
+
+    async def targets(
+        self,
+        connection: AsyncConnection,
+        tree: TreeVersion,
+        unit_ids: Sequence[str],
+        years: Sequence[int],
+        series: int,
+    ) -> dict[str, dict[str, int]]:
+        """Per unit and kind, the sum of the targets of the years (absent: no target in any year)."""
+        rows = await connection.execute(
+            _expanding(
+                "SELECT unit_id, kind, sum(value) FROM reporting_targets WHERE tree = :tree "
+                "AND unit_id IN :units AND series = :series AND year BETWEEN :first AND :last "
+                "GROUP BY unit_id, kind",
+                "units",
+            ),
+            {
+                "tree": tree,
+                "units": list(unit_ids),
+                "series": series,
+                "first": min(years),
+                "last": max(years),
+            },
+        )
+        found: dict[str, dict[str, int]] = defaultdict(dict)
+        for unit_id, kind, value in rows:
+            found[unit_id][kind] = int(value)
+        return found
+
+    async def lagging(
+        self, connection: AsyncConnection, tree: TreeVersion, unit_id: str, years: Sequence[int]
+    ) -> list[tuple[LaggingBranch, str, str | None, str | None]]:
+        """Branches under the unit with no admission in `years`: (branch, name, kind, commune)."""
+        unit = self.unit(tree, unit_id)
+        join, params = self._members(tree, unit)
+        join = join.replace("a.branch_id", "b.branch_id") or (
+            "JOIN reporting_placements p ON p.branch_id = b.branch_id AND p.tree = :tree "
+        )
+        end = date(max(years), 12, 31).toordinal()
+        rows = await connection.execute(
+            text(
+                "SELECT b.branch_id, b.name, b.kind, p.anchor, p.mapped, "
+                "(SELECT max(t.day) FROM reporting_tallies t WHERE t.branch_id = b.branch_id "
+                " AND t.series = :series AND t.value > 0 AND t.day <= :end) "
+                f"FROM reporting_branches b {join}"
+            ),
+            {**params, "tree": tree, "series": ADMITTED_ALL, "end": end},
+        )
+        info: dict[str, tuple[str, str | None, str | None]] = {}
+        last: dict[str, date] = {}
+        for branch_id, name, kind, anchor, mapped, day in rows:
+            info[branch_id] = (name or "", kind, anchor if mapped else None)
+            if day is not None:
+                last[branch_id] = date.fromordinal(int(day))
+        return [(b, *info[b.branch_id]) for b in lagging(info, last, years)]
+
+
+def attainments(targets: dict[str, int], value: int) -> dict[str, Attainment]:
+    """The answer's ``targets`` object: each kind with a target, and the attainment."""
+    return {
+        kind: Attainment(targets[kind], attainment_pct(value, targets[kind]))
+        for kind in ("resolution", "assigned")
+        if kind in targets
+    }
+
+
+def _activity_condition(period: Period) -> tuple[str, dict[str, int]]:
+    """SQL over ``reporting_activity a``: some day bit of the period is set."""
+    parts, params = [], {}
+    for year in period.years():
+        first = max(period.start, date(year, 1, 1))
+        last = min(period.end, date(year, 12, 31))
+        checks = []
+        for month in range(first.month, last.month + 1):
+            mask = _day_mask(year, month, first, last)
+            column = MONTH_COLUMNS[month - 1]
+            if mask == _FULL_MONTH[(year, month)]:
+                checks.append(f"a.{column} <> 0")
+            else:
+                name = f"b{year}_{month}"
+                params[name] = mask
+                checks.append(f"(a.{column} & :{name}) <> 0")
+        params[f"y{year}"] = year
+        parts.append(f"(a.year = :y{year} AND ({' OR '.join(checks)}))")
+    return "(" + " OR ".join(parts) + ")", params
+
+
+class _FullMonths(dict[tuple[int, int], int]):
+    def __missing__(self, key: tuple[int, int]) -> int:
+        year, month = key
+        days = (date(year + month // 12, month % 12 + 1, 1) - date(year, month, 1)).days
+        self[key] = (1 << days) - 1
+        return self[key]
+
+
+_FULL_MONTH = _FullMonths()
+
+
+def _day_mask(year: int, month: int, first: date, last: date) -> int:
+    """Bits of the days of (year, month) that lie in first..last."""
+    full = _FULL_MONTH[(year, month)]
+    low = first.day if (first.year, first.month) == (year, month) else 1
+    high = last.day if (last.year, last.month) == (year, month) else full.bit_length()
+    return full & ~((1 << (low - 1)) - 1) & ((1 << high) - 1)
+
+
+def months_of(period: Period) -> Iterable[int]:
+    return range(month_key(period.start), month_key(period.end) + 1)

@@ -1,0 +1,145 @@
+"""The reporting service's tables (SQLAlchemy Core); created by its Alembic migration.
+
+Storage shape (docs/reporting.md explains why):
+- ``reporting_tallies``: the truth, one row per (branch, local day, series) with the
+  absolute ``value`` and the ``version`` that set it (value-based last-write-wins).
+- ``reporting_branches`` and ``reporting_placements``: each branch's latest
+  registration and, per tree, its anchor unit (``mapped`` or not) with the district
+  and province above it, so "branches under a unit" is one indexed filter.
+- ``reporting_unit_months``: per (tree, unit, series, part, month) the sum of the
+  counts of the branches whose chain passes the unit (``part`` 0) and of those
+  unmapped at the unit (``part`` 1), for every unit from commune up.
+- ``reporting_unit_days``: the same per day, only for units above the commune
+  level (their partial months); a commune's partial month sums its branches.
+- ``reporting_activity``: per (branch, year) which days had any positive count
+  (``m01``..``m12`` day bitmasks), for ``reporting.branches_with_events``.
+- ``reporting_unit_branches``: per (tree, unit) how many branches pass it.
+- ``reporting_targets``: the winning target per key ((time, event id) latest wins).
+- ``reporting_dirty`` / ``reporting_feed_versions``: the rollups feed's dirty
+  (tree, anchor, month) marks and each document key's last version.
+
+Days are ``date.toordinal()``, months ``year * 12 + month - 1`` (the domain's
+``month_key``), a (metric, category) pair is one small ``series`` number.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlalchemy as sa
+
+metadata: Final = sa.MetaData()
+
+TOTAL: Final = 0
+UNMAPPED: Final = 1
+MONTH_COLUMNS: Final[tuple[str, ...]] = tuple(f"m{month:02d}" for month in range(1, 13))
+
+
+def _tree() -> sa.Column[str]:
+    return sa.Column("tree", sa.String(8), primary_key=True)
+
+
+branches: Final = sa.Table(
+    "reporting_branches",
+    metadata,
+    sa.Column("branch_id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=True),
+    sa.Column("legacy_parent", sa.String(16), nullable=True),
+    sa.Column("parent_2025", sa.String(16), nullable=True),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("event_id", sa.String(256), nullable=True),
+)
+
+placements: Final = sa.Table(
+    "reporting_placements",
+    metadata,
+    _tree(),
+    sa.Column("branch_id", sa.String(128), primary_key=True),
+    sa.Column("anchor", sa.String(16), nullable=False),
+    sa.Column("mapped", sa.Boolean, nullable=False),
+    sa.Column("district_id", sa.String(16), nullable=True),
+    sa.Column("province_id", sa.String(16), nullable=True),
+    sa.Index("ix_reporting_placements_anchor", "tree", "anchor"),
+    sa.Index("ix_reporting_placements_district", "tree", "district_id"),
+    sa.Index("ix_reporting_placements_province", "tree", "province_id"),
+)
+
+tallies: Final = sa.Table(
+    "reporting_tallies",
+    metadata,
+    sa.Column("branch_id", sa.String(128), primary_key=True),
+    sa.Column("series", sa.SmallInteger, primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+unit_months: Final = sa.Table(
+    "reporting_unit_months",
+    metadata,
+    _tree(),
+    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("series", sa.SmallInteger, primary_key=True),
+    sa.Column("part", sa.SmallInteger, primary_key=True),
+    sa.Column("month", sa.Integer, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+unit_days: Final = sa.Table(
+    "reporting_unit_days",
+    metadata,
+    _tree(),
+    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("series", sa.SmallInteger, primary_key=True),
+    sa.Column("part", sa.SmallInteger, primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+activity: Final = sa.Table(
+    "reporting_activity",
+    metadata,
+    sa.Column("branch_id", sa.String(128), primary_key=True),
+    sa.Column("year", sa.SmallInteger, primary_key=True),
+    *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in MONTH_COLUMNS),
+    sa.Index("ix_reporting_activity_year", "year", "branch_id"),
+)
+
+unit_branches: Final = sa.Table(
+    "reporting_unit_branches",
+    metadata,
+    _tree(),
+    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+)
+
+targets: Final = sa.Table(
+    "reporting_targets",
+    metadata,
+    _tree(),
+    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("year", sa.SmallInteger, primary_key=True),
+    sa.Column("series", sa.SmallInteger, primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event_id", sa.String(256), nullable=False),
+)
+
+dirty: Final = sa.Table(
+    "reporting_dirty",
+    metadata,
+    _tree(),
+    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("month", sa.Integer, primary_key=True),
+)
+
+feed_versions: Final = sa.Table(
+    "reporting_feed_versions",
+    metadata,
+    _tree(),
+    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("month", sa.Integer, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
