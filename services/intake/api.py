@@ -14,10 +14,10 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.exc import DBAPIError
 
@@ -33,8 +33,9 @@ from shared.settings import Scope
 
 CORRELATION_ID: Final = "X-Correlation-ID"
 RETRY_AFTER_S: Final = "5"
+_FLAGS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _CORRELATION_OK = re.compile(r"^[\x21-\x7e]{1,128}$")
-log = get_logger("intake")
+
 router = APIRouter(tags=["events"])
 
 
@@ -42,6 +43,16 @@ def correlation_id(request: Request) -> str:
     """The caller's ``X-Correlation-ID`` if it is printable ASCII (<= 128 chars), else a new one."""
     given = request.headers.get(CORRELATION_ID, "")
     return given if _CORRELATION_OK.fullmatch(given) else uuid.uuid4().hex
+
+
+def dry_run_flag(value: str | None) -> bool:
+    """``?dry_run=true|false|1|0`` (absent: false); anything else is ``400 invalid_request``."""
+    if value is None:
+        return False
+    flag = _FLAGS.get(value.strip().lower())
+    if flag is None:
+        raise Problem(400, "invalid_request", f"dry_run must be true or false, not {value!r}")
+    return flag
 
 
 def authorise(
@@ -70,20 +81,16 @@ def authorise(
     status_code=202,
     response_class=Response,
     responses=openapi.responses(),
-    openapi_extra={"requestBody": openapi.request_body()},
+    openapi_extra={"requestBody": openapi.request_body(), "parameters": [openapi.DRY_RUN]},
 )
-async def post_events(
-    request: Request,
-    dry_run: Annotated[
-        bool, Query(description="Validate and answer, but publish and record nothing.")
-    ] = False,
-) -> Response:
+async def post_events(request: Request) -> Response:
     started = time.perf_counter()
     cid = correlation_id(request)
     echo = {CORRELATION_ID: cid}
     state = request.app.state
     try:
         scope = authorise(request, state.tokens, state.scopes)
+        dry_run = dry_run_flag(request.query_params.get("dry_run"))
         kind = body.media_type(request.headers.get("content-type"))
         body.check_length(request.headers.get("content-length"))
         items = body.split_items(await body.read_capped(request.stream()), kind)
@@ -104,7 +111,7 @@ def _observe(plan: Plan, scope: TokenScope, cid: str, *, dry_run: bool, started:
         observe_plan(plan)
     elapsed = time.perf_counter() - started
     REQUEST_SECONDS.observe(elapsed)
-    log.info(
+    get_logger("intake").info(  # a fresh proxy: honours the current logging configuration
         "events_answered",
         correlation_id=cid,
         scope=scope.describe(),
@@ -149,4 +156,4 @@ def _result(result: Result) -> dict[str, Any]:
 
 
 def _log_refused(problem: Problem, cid: str) -> None:
-    log.info("request_refused", correlation_id=cid, status=problem.status, code=problem.code)
+    get_logger("intake").info("request_refused", correlation_id=cid, status=problem.status, code=problem.code)

@@ -55,6 +55,15 @@ SOURCED_EXAMPLE: Final[dict[str, Any]] = {
 }
 
 
+DRY_RUN: Final[dict[str, Any]] = {
+    "name": "dry_run",
+    "in": "query",
+    "required": False,
+    "description": "Validate and answer, but publish and record nothing.",
+    "schema": {"type": "boolean", "default": False},
+}
+
+
 class EventError(BaseModel):
     code: str = Field(
         description="invalid_schema, unknown_type, unknown_branch, unknown_unit, out_of_scope, "
@@ -163,7 +172,7 @@ NOTHING_NEW: Final = {
 PROBLEMS: Final = {
     400: [
         ("malformed_body", "body is not JSON: unexpected character: line 1 column 2 (char 1)"),
-        ("invalid_request", "query.dry_run: Input should be a valid boolean"),
+        ("invalid_request", "dry_run must be true or false, not 'maybe'"),
     ],
     401: [("unauthorized", "a valid bearer token is required")],
     413: [("payload_too_large", "10001 events; at most 10000 per request")],
@@ -193,7 +202,8 @@ def _problem_examples(status: int) -> dict[str, Any]:
 
 
 def responses() -> dict[int | str, dict[str, Any]]:
-    documented = copy.deepcopy(problem_responses(*PROBLEMS))
+    # problem_responses shares one dict between statuses: copy each before adding examples.
+    documented = {status: copy.deepcopy(entry) for status, entry in problem_responses(*PROBLEMS).items()}
     for status, entry in documented.items():
         assert isinstance(status, int)
         entry["content"][PROBLEM_JSON]["examples"] = _problem_examples(status)

@@ -104,5 +104,5 @@ def item_id(item: object) -> str | None:
 
 
 def content_hash(item: object) -> bytes:
-    """SHA-256 of the canonical JSON (sorted keys, compact) of the item as received."""
+    """SHA-256 of the canonical JSON (sorted keys, compact) of the item as received (from orjson)."""
     return hashlib.sha256(orjson.dumps(item, option=orjson.OPT_SORT_KEYS)).digest()
