@@ -41,7 +41,7 @@ from typing import TypeVar
 
 from services.reporting.domain.attribution import BranchRegistration, Placement, place_branch
 from services.reporting.domain.orgview import NATIONAL_ID, TREE_VERSIONS, CrossWalk, TreesView
-from services.reporting.domain.periods import Period, Spans, month_key, month_label
+from services.reporting.domain.periods import Period, Spans, half_key, month_key, month_label, quarter_key
 from services.reporting.domain.rollup import BRANCH_LEVEL, Child, Reporting, UnitRollup, UnknownUnitError
 from shared.orgtree import TreeVersion
 
@@ -179,7 +179,7 @@ class RollupIndex:
             _total(state.ledgers.get(unit_id), series, spans),
             _total(state.unmapped.get(unit_id), series, spans),
             tuple(children),
-            Reporting(len(members), len(members & self._active_in(spans))),
+            Reporting(len(members), self._with_events(members, period, spans)),
         )
 
     def value(self, tree: TreeVersion, unit_id: str, period: Period, metric: str, category: str) -> int:
@@ -253,11 +253,11 @@ class RollupIndex:
         """Keep `_active[bucket]` = branches with a positive count in that day/month/year.
 
         Series 0 of the branch ledger counts positive keys per day, then active days
-        per month and per year; a wider bucket changes only when a narrower one
-        switches between zero and non-zero.
+        per month, quarter, half and year; the buckets are nested, so a wider one
+        changes state only when the narrower one just did.
         """
         switched = 1 if step > 0 else 0
-        for bucket in (day.toordinal(), month_key(day), day.year):
+        for bucket in (day.toordinal(), month_key(day), quarter_key(day), half_key(day), day.year):
             count = ledger.get(bucket, 0) + step
             if count:
                 ledger[bucket] = count
@@ -267,11 +267,23 @@ class RollupIndex:
                 return
             _toggle(self._active, bucket, branch_id, step)
 
-    def _active_in(self, spans: Spans) -> Set[str]:
-        found = [self._active[b] for b in spans.buckets if b in self._active]
+    def _with_events(self, members: set[str], period: Period, spans: Spans) -> int:
+        """How many of `members` have a positive count in the period.
+
+        A calendar year, half, quarter, month or day is one active set; other
+        periods use the disjoint buckets of `spans`. Small units test their own
+        branches; large ones intersect (C-speed) with the union of the sets.
+        """
+        bucket = period.calendar_bucket()
+        keys = (bucket,) if bucket is not None else spans.buckets
+        found = [self._active[key] for key in keys if key in self._active]
+        if not found or not members:
+            return 0
         if len(found) == 1:
-            return found[0]
-        return set().union(*found)
+            return _overlap(members, found[0])
+        if len(members) * len(found) <= sum(map(len, found)):
+            return sum(1 for branch in members if any(branch in active for active in found))
+        return _overlap(members, set().union(*found))
 
     def _branch_child(self, branch_id: str, series: int, period: Period) -> Child:
         registration = self._registrations.get(branch_id)
@@ -317,6 +329,13 @@ def _fold(
     if dirty is None:
         dirty = state.dirty[buckets[1]] = set()
     dirty.update(placement.chain)
+
+
+def _overlap(members: Set[str], active: Set[str]) -> int:
+    """|members ∩ active|: C-speed, and without building a large result set."""
+    if len(members) <= len(active):
+        return len(members & active)
+    return len(active) - len(active - members)
 
 
 def _total(ledger: Ledger | None, series: int, spans: Spans) -> int:

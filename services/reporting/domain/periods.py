@@ -67,10 +67,21 @@ class Spans:
 def month_key(day: date) -> int:
     """A month as one int (`year * 12 + month - 1`), the bucket key of monthly sums.
 
-    Years (2000..2100), month keys (24000..25211) and day ordinals (730120..767010)
-    never overlap, so one int names a bucket of any of the three sizes.
+    Years (2000..2100), half keys (4000..4201), quarter keys (8000..8403), month
+    keys (24000..25211) and day ordinals (730120..767010) never overlap, so one
+    int names a calendar bucket of any size.
     """
     return day.year * 12 + day.month - 1
+
+
+def quarter_key(day: date) -> int:
+    """A quarter as one int (`year * 4 + quarter - 1`: 8000..8403)."""
+    return day.year * 4 + (day.month - 1) // 3
+
+
+def half_key(day: date) -> int:
+    """A half-year as one int (`year * 2 + half - 1`: 4000..4201)."""
+    return day.year * 2 + (day.month - 1) // 6
 
 
 def month_label(key: int) -> str:
@@ -110,6 +121,19 @@ class Period:
     def default_tree(self) -> TreeVersion:
         """The tree in force on the period's last day: a report's default tree."""
         return tree_in_force(self.end)
+
+    def calendar_bucket(self) -> int | None:
+        """The key of the one calendar year, half, quarter, month or day this period is, if any."""
+        if self.start == self.end:
+            return self.start.toordinal()
+        if self.start.day != 1 or self.end != _month_end(self.end) or self.start.year != self.end.year:
+            return None
+        months = self.end.month - self.start.month + 1
+        first = self.start.month - 1
+        for size, key in ((12, self.start.year), (6, half_key(self.start)), (3, quarter_key(self.start))):
+            if months == size and first % size == 0:
+                return key
+        return month_key(self.start) if months == 1 else None
 
     def spans(self) -> Spans:
         """Whole years, then whole months, then single days: disjoint, covering the period."""

@@ -180,3 +180,41 @@ def test_contains() -> None:
 
 def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+@pytest.mark.parametrize(
+    ("text", "bucket"),
+    [("2024", 2024), ("2024-H1", 4048), ("2024-H2", 4049), ("2024-Q1", 8096), ("2024-Q4", 8099),
+     ("2024-05", 24_292), ("2024-05-15", date(2024, 5, 15).toordinal()), ("2024-01..2024-03", 8096),
+     ("2024-07..2024-12", 4049), ("2024-02..2024-04", None), ("2024-01-01..2024-05-15", None),
+     ("2020..2025", None), ("2024-12..2025-01", None), ("2024-01-02..2024-01-31", None)],
+)  # fmt: skip
+def test_a_calendar_period_is_one_bucket(text: str, bucket: int | None) -> None:
+    assert parse_period(text).calendar_bucket() == bucket
+
+
+@given(days)
+def test_the_five_calendar_periods_of_a_day_have_five_distinct_buckets(day: date) -> None:
+    periods = [parse_period(name) for name in _calendar_names(day)]
+    buckets = [p.calendar_bucket() for p in periods]
+    assert None not in buckets
+    assert len(set(buckets)) == 5
+    assert [Period.between(p.start, p.end).calendar_bucket() for p in periods] == buckets
+
+
+@given(days, days)
+def test_only_calendar_periods_have_a_bucket(a: date, b: date) -> None:
+    period = Period.between(min(a, b), max(a, b))
+    calendar = {(p.start, p.end) for p in map(parse_period, _calendar_names(period.start))}
+    assert (period.calendar_bucket() is not None) == ((period.start, period.end) in calendar)
+
+
+def _calendar_names(day: date) -> list[str]:
+    half, quarter = (day.month - 1) // 6 + 1, (day.month - 1) // 3 + 1
+    return [
+        str(day.year),
+        f"{day.year}-H{half}",
+        f"{day.year}-Q{quarter}",
+        day.isoformat()[:7],
+        day.isoformat(),
+    ]
