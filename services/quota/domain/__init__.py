@@ -13,32 +13,17 @@ Typical use by a handler, inside one database transaction::
 
 and periodically ``state, rejections = expire_held(state, now, ttl)``.
 
-Module map: `events` (inputs and vocabulary), `tally` (keys, contributions, sums),
-`state` (CandidateState and its parts), `history` (the rules: `replay`),
-`lifecycle` (`apply`, `expire_held`, `Outcome`), `targets` (latest wins, attainment).
+Module map: `vocabulary` (types, codes), `events` (inputs), `tally` (keys,
+contributions, sums), `records` + `state` (CandidateState and its parts), `timeline`
+(flags, probation), `history` (the rules: `replay`), `lifecycle` (`apply`,
+`expire_held`, `Outcome`), `targets` (latest wins, attainment).
 """
 
-from services.quota.domain.events import (
-    DROP_REASONS,
-    MILESTONES,
-    PROFILE_CATEGORIES,
-    CandidateEvent,
-    EventType,
-    Profile,
-    from_cloudevent,
-)
-from services.quota.domain.history import probation_due, replay
+from services.quota.domain.events import CandidateEvent, Profile, from_cloudevent
+from services.quota.domain.history import replay
 from services.quota.domain.lifecycle import DEFAULT_PARK_TTL, Outcome, Rejection, apply, expire_held
-from services.quota.domain.state import (
-    CandidateState,
-    Contribution,
-    Decision,
-    Flag,
-    FlagCode,
-    Milestone,
-    RejectionCode,
-    Status,
-)
+from services.quota.domain.records import Contribution, Decision, Flag, Milestone
+from services.quota.domain.state import CandidateState
 from services.quota.domain.tally import (
     CATEGORIES,
     METRICS,
@@ -56,6 +41,16 @@ from services.quota.domain.targets import (
     latest,
     latest_targets,
     target_from_cloudevent,
+)
+from services.quota.domain.timeline import probation_due, timeline_flags
+from services.quota.domain.vocabulary import (
+    DROP_REASONS,
+    MILESTONES,
+    PROFILE_CATEGORIES,
+    EventType,
+    FlagCode,
+    RejectionCode,
+    Status,
 )
 
 __all__ = [
@@ -95,4 +90,5 @@ __all__ = [
     "probation_due",
     "replay",
     "target_from_cloudevent",
+    "timeline_flags",
 ]

@@ -17,43 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-WIRE_PREFIX = "vn.ketnap.candidate."
-
-
-class EventType(StrEnum):
-    """What happened to the candidate; the wire type minus `WIRE_PREFIX`."""
-
-    SOURCED = "sourced"
-    CLASS_COMPLETED = "class_completed"
-    DOSSIER_VERIFIED = "dossier_verified"
-    ADMITTED = "admitted"
-    CONFIRMED = "confirmed"
-    TRANSFERRED = "transferred"
-    DROPPED = "dropped"
-    VOIDED = "voided"
-
-
-MILESTONES: tuple[EventType, ...] = (
-    EventType.SOURCED,  # giới thiệu quần chúng ưu tú
-    EventType.CLASS_COMPLETED,  # học lớp bồi dưỡng nhận thức về Đảng
-    EventType.DOSSIER_VERIFIED,  # thẩm tra lý lịch
-    EventType.ADMITTED,  # kết nạp: đảng viên dự bị
-    EventType.CONFIRMED,  # công nhận đảng viên chính thức
+from services.quota.domain.vocabulary import (
+    DROP_REASONS,
+    MILESTONES,
+    PROFILE_CATEGORIES,
+    SEXES,
+    WIRE_PREFIX,
+    EventType,
 )
-DROP_REASONS = frozenset({"moved_away", "ineligible", "declined", "not_recognised", "deceased", "other"})
-PROFILE_CATEGORIES: tuple[str, ...] = (
-    "student",
-    "private_sector",
-    "business_owner",
-    "ethnic_minority",
-    "religious",
-    "demobilized_soldier",
-    "youth_union",
-)
-SEXES = frozenset({"female", "male"})
 
 # Same-instant events are replayed in lifecycle order, a drop last, so that a drop
 # dated the same instant as a milestone never rejects it.

@@ -14,8 +14,11 @@ order (provinces send late and out of order). The rules, in the order they apply
    then lifecycle rank with the drop last, then id), as if they had arrived in time order:
    - a milestone already reached earlier in the walk: `duplicate_milestone` (so the
      earliest-dated event wins, even if it arrives last and displaces a counted one);
-   - a second drop: `duplicate_milestone`; a `not_recognised` drop of a candidate not
-     admitted, or already confirmed, at the drop's time: `invalid_transition`;
+   - a second drop: `duplicate_milestone`;
+   - a `not_recognised` drop [không được công nhận đảng viên chính thức] counts only for a
+     probationary member: after `confirmed`, or dated before a known `admitted`, it is
+     `invalid_transition`; with no `admitted` known yet it is held for it (and, like any
+     held event, rejected when its park time runs out, here as `invalid_transition`);
    - any event dated strictly after the counted drop: `candidate_dropped`, except the
      `sourced` itself, which is counted and flagged `inconsistent_timeline`;
    - everything else counts.
@@ -28,33 +31,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from itertools import pairwise
 
-from services.quota.domain.events import MILESTONES, CandidateEvent, EventType, Profile
-from services.quota.domain.state import (
-    CandidateState,
-    Contribution,
-    Decision,
-    Flag,
-    FlagCode,
-    Milestone,
-    RejectionCode,
-    Status,
-)
+from services.quota.domain.events import CandidateEvent, Profile
+from services.quota.domain.records import Contribution, Decision, Flag, Milestone
+from services.quota.domain.state import CandidateState
 from services.quota.domain.tally import contribution
-from shared.orgtree.dates import local_date
+from services.quota.domain.timeline import timeline_flags
+from services.quota.domain.vocabulary import MILESTONES, EventType, FlagCode, RejectionCode, Status
 
-Refusal = tuple[RejectionCode, str]
 
-
-def probation_due(admitted: datetime) -> date:
-    """The local date the 12-month probation [thời gian dự bị] ends (29 Feb -> 28 Feb)."""
-    day = local_date(admitted)
-    try:
-        return day.replace(year=day.year + 1)
-    except ValueError:
-        return day.replace(year=day.year + 1, day=28)
+def _rejected(event: CandidateEvent, code: RejectionCode, detail: str) -> Decision:
+    return Decision(event.id, Status.REJECTED, code, detail)
 
 
 @dataclass
@@ -63,6 +50,7 @@ class _Walk:
 
     profile: Profile
     decisions: dict[str, Decision]
+    admissions: int  # live `admitted` events, whatever their date
     reached: dict[EventType, Milestone] = field(default_factory=dict)
     dropped: Milestone | None = None
     branch_id: str | None = None
@@ -70,31 +58,40 @@ class _Walk:
     flags: list[Flag] = field(default_factory=list)
 
     def step(self, event: CandidateEvent) -> None:
-        refusal = self._refusal(event)
-        if refusal:
-            self.decisions[event.id] = Decision(event.id, Status.REJECTED, *refusal)
-        else:
+        verdict = self._verdict(event)
+        if verdict is None:
             self._count(event)
+        else:
+            self.decisions[event.id] = verdict
 
-    def _refusal(self, event: CandidateEvent) -> Refusal | None:
+    def _verdict(self, event: CandidateEvent) -> Decision | None:
+        """None to count the event, else why not (rejected, or held)."""
         if event.type in self.reached:
-            return (
-                RejectionCode.DUPLICATE_MILESTONE,
-                f"{event.type} already reached by {self.reached[event.type].event_id}",
-            )
+            detail = f"{event.type} already reached by {self.reached[event.type].event_id}"
+            return _rejected(event, RejectionCode.DUPLICATE_MILESTONE, detail)
         if event.type is EventType.DROPPED:
-            return self._drop_refusal(event)
+            return self._drop_verdict(event)
         if self.dropped and event.time > self.dropped.time and event.type is not EventType.SOURCED:
-            return RejectionCode.CANDIDATE_DROPPED, f"dated after the drop {self.dropped.event_id}"
+            return _rejected(
+                event, RejectionCode.CANDIDATE_DROPPED, f"dated after the drop {self.dropped.event_id}"
+            )
         return None
 
-    def _drop_refusal(self, event: CandidateEvent) -> Refusal | None:
+    def _drop_verdict(self, event: CandidateEvent) -> Decision | None:
         if self.dropped:
-            return RejectionCode.DUPLICATE_MILESTONE, f"already dropped by {self.dropped.event_id}"
-        probationary = EventType.ADMITTED in self.reached and EventType.CONFIRMED not in self.reached
-        if event.reason == "not_recognised" and not probationary:
-            return RejectionCode.INVALID_TRANSITION, "not_recognised needs an admitted, unconfirmed candidate"
-        return None
+            return _rejected(
+                event, RejectionCode.DUPLICATE_MILESTONE, f"already dropped by {self.dropped.event_id}"
+            )
+        if event.reason != "not_recognised":
+            return None
+        if EventType.CONFIRMED in self.reached:
+            return _rejected(event, RejectionCode.INVALID_TRANSITION, "not_recognised after confirmed")
+        if EventType.ADMITTED in self.reached:
+            return None
+        if self.admissions:
+            return _rejected(event, RejectionCode.INVALID_TRANSITION, "not_recognised dated before admitted")
+        waiting = "not_recognised waits for admitted"
+        return Decision(event.id, Status.HELD, RejectionCode.INVALID_TRANSITION, waiting, event.arrived_at)
 
     def _count(self, event: CandidateEvent) -> None:
         self.decisions[event.id] = Decision(event.id, Status.APPLIED)
@@ -115,7 +112,11 @@ def _decide_voids(by_id: dict[str, CandidateEvent]) -> dict[str, Decision]:
         target = by_id.get(str(void.voids))
         if target is None:
             decided[void.id] = Decision(
-                void.id, Status.HELD, None, f"waiting for {void.voids}", void.arrived_at
+                void.id,
+                Status.HELD,
+                RejectionCode.UNKNOWN_CANDIDATE,
+                f"waiting for {void.voids}",
+                void.arrived_at,
             )
         elif target.type is EventType.VOIDED:
             decided[void.id] = Decision(
@@ -145,26 +146,15 @@ def _hold(
     ]
     anchor = max(unsourcing, default=None)
     return [
-        Decision(e.id, Status.HELD, None, "waiting for sourced", max(e.arrived_at, anchor or e.arrived_at))
+        Decision(
+            e.id,
+            Status.HELD,
+            RejectionCode.UNKNOWN_CANDIDATE,
+            "waiting for sourced",
+            max(e.arrived_at, anchor or e.arrived_at),
+        )
         for e in live
     ]
-
-
-def _flags(reached: dict[EventType, Milestone]) -> list[Flag]:
-    flags = []
-    for before, after in pairwise(MILESTONES):
-        later, earlier = reached.get(after), reached.get(before)
-        if later and not earlier:
-            flags.append(Flag(FlagCode.INCONSISTENT_TIMELINE, later.event_id, f"{after} without {before}"))
-        elif later and earlier and later.time < earlier.time:
-            flags.append(
-                Flag(FlagCode.INCONSISTENT_TIMELINE, later.event_id, f"{after} dated before {before}")
-            )
-    admitted, confirmed = reached.get(EventType.ADMITTED), reached.get(EventType.CONFIRMED)
-    if admitted and confirmed and local_date(confirmed.time) < probation_due(admitted.time):
-        detail = f"confirmed before the probation ends on {probation_due(admitted.time).isoformat()}"
-        flags.append(Flag(FlagCode.PROBATION_TOO_SHORT, confirmed.event_id, detail))
-    return flags
 
 
 def replay(candidate_id: str, events: Iterable[CandidateEvent]) -> CandidateState:
@@ -176,7 +166,8 @@ def replay(candidate_id: str, events: Iterable[CandidateEvent]) -> CandidateStat
     if sourced is None:
         decisions = {d.event_id: d for d in (*voids.values(), *_hold(live, by_id, voids))}
         return CandidateState(candidate_id, tuple(by_id.values()), tuple(decisions[i] for i in by_id))
-    walk = _Walk(sourced, dict(voids))
+    admissions = sum(1 for e in live if e.type is EventType.ADMITTED)
+    walk = _Walk(sourced, dict(voids), admissions)
     for event in live:
         walk.step(event)
     return CandidateState(
@@ -188,5 +179,5 @@ def replay(candidate_id: str, events: Iterable[CandidateEvent]) -> CandidateStat
         dropped=walk.dropped,
         branch_id=walk.branch_id,
         profile=sourced,
-        flags=tuple(sorted({*walk.flags, *_flags(walk.reached)})),
+        flags=tuple(sorted({*walk.flags, *timeline_flags(walk.reached)})),
     )

@@ -15,7 +15,8 @@ between the state before and after. Guarantees:
 - Retroactive: the outcome may name events other than the incoming one. An early-dated
   milestone displaces a counted later-dated duplicate (which is then rejected
   `duplicate_milestone`, its tally taken back); a late drop rejects events dated after
-  it; voiding a drop revives them; a `sourced` releases every held event.
+  it; voiding a drop revives them; a `sourced` releases every held event. Events in a
+  valid history (CONTRACT.md order, any arrival order) are never rejected on the way.
 Expiry (`expire_held`) never changes a tally: held events count nothing.
 """
 
@@ -26,8 +27,10 @@ from datetime import datetime, timedelta
 
 from services.quota.domain.events import CandidateEvent
 from services.quota.domain.history import replay
-from services.quota.domain.state import CandidateState, Decision, Flag, RejectionCode, Status
+from services.quota.domain.records import Decision, Flag
+from services.quota.domain.state import CandidateState
 from services.quota.domain.tally import TallyDelta, diff_contributions
+from services.quota.domain.vocabulary import RejectionCode, Status
 
 DEFAULT_PARK_TTL = timedelta(days=30)  # KETNAP_PARK_TTL
 
@@ -113,22 +116,25 @@ def _expired(state: CandidateState, now: datetime, ttl: timedelta) -> set[str]:
     }
 
 
-def _unknown(state: CandidateState, event: CandidateEvent, ttl: timedelta) -> Rejection:
+def _expiry(state: CandidateState, event: CandidateEvent, ttl: timedelta) -> Rejection:
     decision = state.decision(event.id)
+    code = decision.code if decision and decision.code else RejectionCode.UNKNOWN_CANDIDATE
     waiting = decision.detail if decision and decision.detail else "held"
-    return Rejection(event, RejectionCode.UNKNOWN_CANDIDATE, f"{waiting} for {ttl} or longer")
+    return Rejection(event, code, f"{waiting}: held for {ttl} or longer")
 
 
 def expire_held(
     state: CandidateState, now: datetime, ttl: timedelta = DEFAULT_PARK_TTL
 ) -> tuple[CandidateState, tuple[Rejection, ...]]:
-    """Drop what has been held `ttl` or longer, each rejected `unknown_candidate`.
+    """Drop what has been held `ttl` or longer, rejected with its held decision's code.
 
+    That is `unknown_candidate` for events waiting for a `sourced` or for the event a
+    void names, `invalid_transition` for a `not_recognised` drop waiting for `admitted`.
     The expired events leave the state (a replay of them is a new arrival). The result
     may hold no event at all: the edge may then forget the candidate.
     """
     rejections: list[Rejection] = []
     while expired := _expired(state, now, ttl):
-        rejections.extend(_unknown(state, e, ttl) for e in state.events if e.id in expired)
+        rejections.extend(_expiry(state, e, ttl) for e in state.events if e.id in expired)
         state = replay(state.candidate_id, (e for e in state.events if e.id not in expired))
     return state, tuple(rejections)

@@ -24,14 +24,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from services.quota.domain.events import (
-    DROP_REASONS,
-    MILESTONES,
-    PROFILE_CATEGORIES,
-    CandidateEvent,
-    EventType,
-    Profile,
-)
+from services.quota.domain.events import CandidateEvent, Profile
+from services.quota.domain.vocabulary import DROP_REASONS, MILESTONES, PROFILE_CATEGORIES, EventType
 from shared.orgtree.dates import local_date
 
 ALL = "all"

@@ -342,18 +342,34 @@ def test_not_recognised_is_valid_for_a_probationary_member():
     assert metric_totals(outcomes)[("B-1", "dropped.not_recognised")] == 1
 
 
-@pytest.mark.parametrize("history", [HISTORY[:3], [*HISTORY, ev("confirmed", "f", 460)]])
-def test_not_recognised_without_probation_is_invalid_transition(history):
-    state, _ = play(history)
+def test_not_recognised_after_confirmation_is_invalid_transition():
+    state, _ = play([*HISTORY, ev("confirmed", "f", 460)])
     outcome = apply(state, ev("dropped", "d", 500, reason="not_recognised"))
     assert codes(outcome) == [("d", RejectionCode.INVALID_TRANSITION)]
     assert outcome.state.dropped is None
 
 
-def test_not_recognised_before_its_admission_arrives_is_revived_by_it():
-    state, outcomes = play([*HISTORY[:3], ev("dropped", "d", 500, reason="not_recognised"), HISTORY[3]])
-    assert outcomes[-1].applied == ("a", "d")
-    assert state.drop_reason == "not_recognised"
+def test_not_recognised_dated_before_the_admission_is_invalid_transition():
+    state, _ = play(HISTORY)
+    outcome = apply(state, ev("dropped", "d", 85, reason="not_recognised"))
+    assert codes(outcome) == [("d", RejectionCode.INVALID_TRANSITION)]
+    assert metric_totals([outcome]) == {}
+
+
+def test_not_recognised_waits_for_the_admission_then_counts():
+    state, outcomes = play([*HISTORY[:3], ev("dropped", "d", 500, reason="not_recognised")])
+    assert outcomes[-1].held == ("d",)
+    assert state.dropped is None
+    outcome = apply(state, HISTORY[3])
+    assert (outcome.applied, outcome.rejections) == (("a", "d"), ())
+    assert outcome.state.drop_reason == "not_recognised"
+
+
+def test_not_recognised_never_admitted_expires_as_invalid_transition():
+    state, _ = play([*HISTORY[:3], ev("dropped", "d", 500, reason="not_recognised")])
+    after, rejections = expire_held(state, day(530))
+    assert [(r.event_id, r.code) for r in rejections] == [("d", RejectionCode.INVALID_TRANSITION)]
+    assert state_tally(after) == state_tally(state)
 
 
 def test_voided_drop_lifts_it_and_revives_later_events():
@@ -419,6 +435,13 @@ def test_void_of_an_already_voided_event_is_a_noop():
     outcome = apply(state, ev("voided", "x2", 101, voids="a"))
     assert (outcome.deltas, outcome.rejections, outcome.applied) == ((), (), ("x2",))
     assert "already voided" in (decided(outcome.state, "x2").detail or "")
+
+
+def test_of_two_voids_of_one_event_the_earlier_dated_takes_effect():
+    voids = [ev("voided", "x2", 200, voids="a"), ev("voided", "x1", 150, voids="a", arrived=300)]
+    state, _ = play([*HISTORY, *voids])
+    assert decided(state, "a").detail == "voided by x1"
+    assert decided(state, "x2").detail == "a was already voided"
 
 
 @pytest.mark.parametrize("target", ["x", "self"])

@@ -156,7 +156,7 @@ def test_expiry_never_changes_tallies_and_leaves_only_fresh_holds(events, now, t
     ttl = timedelta(days=ttl_days)
     after, rejections = expire_held(state, day(now), ttl)
     assert state_tally(after) == state_tally(state)
-    assert {r.code for r in rejections} <= {RejectionCode.UNKNOWN_CANDIDATE}
+    assert {r.code for r in rejections} <= {RejectionCode.UNKNOWN_CANDIDATE, RejectionCode.INVALID_TRANSITION}
     still_held = [d for d in after.decisions if d.status is Status.HELD]
     assert all(d.held_since and day(now) - d.held_since < ttl for d in still_held)
     assert expire_held(after, day(now), ttl) == (after, ())
