@@ -13,6 +13,16 @@ Typical use by a handler, inside one database transaction::
 
 and periodically ``state, rejections = expire_held(state, now, ttl)``.
 
+Notes for the edge:
+- `outcome.rejections` may name events other than the incoming one (an earlier-dated
+  duplicate or a late drop displaces events already counted); each `Rejection` carries
+  its domain event so the original can be looked up and published.
+- `TallyDelta.event_id` names the counted event whose contribution moved (for a void:
+  the voided event); the incoming event is the cause of the whole outcome.
+- An event rejected earlier can count later (the drop that rejected it was voided, or
+  the duplicate that beat it was voided): it appears in `outcome.applied`.
+- The state keeps every event of the candidate: about 4.4 KB of JSON for a typical one.
+
 Module map: `vocabulary` (types, codes), `events` (inputs), `tally` (keys,
 contributions, sums), `records` + `state` (CandidateState and its parts), `timeline`
 (flags, probation), `history` (the rules: `replay`), `lifecycle` (`apply`,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from services.quota.domain.events import CandidateEvent, Profile
 from services.quota.domain.records import Contribution, Decision, Flag, Milestone
@@ -39,9 +40,16 @@ from services.quota.domain.tally import contribution
 from services.quota.domain.timeline import timeline_flags
 from services.quota.domain.vocabulary import MILESTONES, EventType, FlagCode, RejectionCode, Status
 
+UNKNOWN = RejectionCode.UNKNOWN_CANDIDATE
+
 
 def _rejected(event: CandidateEvent, code: RejectionCode, detail: str) -> Decision:
     return Decision(event.id, Status.REJECTED, code, detail)
+
+
+def _held(event: CandidateEvent, detail: str, since: datetime, code: RejectionCode) -> Decision:
+    """Held since `since`; `code` is what it gets if still held when its park time runs out."""
+    return Decision(event.id, Status.HELD, code, detail, since)
 
 
 @dataclass
@@ -91,7 +99,7 @@ class _Walk:
         if self.admissions:
             return _rejected(event, RejectionCode.INVALID_TRANSITION, "not_recognised dated before admitted")
         waiting = "not_recognised waits for admitted"
-        return Decision(event.id, Status.HELD, RejectionCode.INVALID_TRANSITION, waiting, event.arrived_at)
+        return _held(event, waiting, event.arrived_at, RejectionCode.INVALID_TRANSITION)
 
     def _count(self, event: CandidateEvent) -> None:
         self.decisions[event.id] = Decision(event.id, Status.APPLIED)
@@ -111,17 +119,9 @@ def _decide_voids(by_id: dict[str, CandidateEvent]) -> dict[str, Decision]:
     for void in sorted((e for e in by_id.values() if e.type is EventType.VOIDED), key=lambda e: e.sort_key):
         target = by_id.get(str(void.voids))
         if target is None:
-            decided[void.id] = Decision(
-                void.id,
-                Status.HELD,
-                RejectionCode.UNKNOWN_CANDIDATE,
-                f"waiting for {void.voids}",
-                void.arrived_at,
-            )
+            decided[void.id] = _held(void, f"waiting for {void.voids}", void.arrived_at, UNKNOWN)
         elif target.type is EventType.VOIDED:
-            decided[void.id] = Decision(
-                void.id, Status.REJECTED, RejectionCode.INVALID_TRANSITION, "a void cannot be voided"
-            )
+            decided[void.id] = _rejected(void, RejectionCode.INVALID_TRANSITION, "a void cannot be voided")
         elif target.id in decided:
             decided[void.id] = Decision(void.id, Status.APPLIED, None, f"{target.id} was already voided")
         else:
@@ -139,22 +139,13 @@ def _hold(
     must not expire the moment their sourced is voided for correction.
     """
     sourced_ids = {e.id for e in by_id.values() if e.type is EventType.SOURCED}
-    unsourcing = [
+    unsourcing = (
         by_id[i].arrived_at
         for i, d in voids.items()
         if d.status is Status.APPLIED and by_id[i].voids in sourced_ids
-    ]
+    )
     anchor = max(unsourcing, default=None)
-    return [
-        Decision(
-            e.id,
-            Status.HELD,
-            RejectionCode.UNKNOWN_CANDIDATE,
-            "waiting for sourced",
-            max(e.arrived_at, anchor or e.arrived_at),
-        )
-        for e in live
-    ]
+    return [_held(e, "waiting for sourced", max(e.arrived_at, anchor or e.arrived_at), UNKNOWN) for e in live]
 
 
 def replay(candidate_id: str, events: Iterable[CandidateEvent]) -> CandidateState:
