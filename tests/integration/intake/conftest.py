@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -79,6 +81,41 @@ async def serve(settings: Settings, **app_options: Any) -> Served:
             raise RuntimeError("uvicorn stopped before it started")
         await asyncio.sleep(0.02)
     return Served(server, task, port)
+
+
+class ThreadedServer:
+    """The intake under uvicorn in its own thread and event loop, for synchronous clients."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(settings.model_copy(update={"http_port": self.port})),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)  # not the main thread: uvicorn installs no signal handlers
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the intake did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
 
 
 def intake_settings(
@@ -158,7 +195,7 @@ def branch(
         "kind": "residential",
     }
     return event(
-        "org.branch_registered", {**data, "parents": parents}, time="2024-01-02T08:00:00+07:00", **over
+        "org.branch_registered", {**data, "parents": parents}, **{"time": "2024-01-02T08:00:00+07:00", **over}
     )
 
 
