@@ -102,3 +102,45 @@ def demo(
 
     system = System(data_dir, kafka_port, dict(SERVICE_PORTS))
     raise typer.Exit(system.run_until_stopped())
+
+
+@app.command("import")
+def import_events(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON or CSV file of events.")],
+    token: Annotated[str, typer.Option(envvar="KETNAP_TOKEN", help="Bearer token (or KETNAP_TOKEN).")],
+    url: Annotated[str, typer.Option(help="Base URL of the intake.")] = "http://127.0.0.1:8001",
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Events per request.")] = 5000,
+    rejects: Annotated[Path | None, typer.Option(help="Write rejected rows and their codes here.")] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="ndjson or csv (default: from the file extension).")
+    ] = None,
+) -> None:
+    """Send a file of events to the intake in batches; safe to re-run (what is there comes back duplicate).
+
+    Exit status: 0 if every row was accepted or already there, 1 if some were rejected,
+    2 if the import stopped (bad token, intake unreachable after retries...).
+    """
+    from rich.console import Console
+
+    from ketnap.importer import ImportAborted, print_summary, run_import
+
+    console = Console(stderr=True)
+    try:
+        summary = run_import(
+            file,
+            url=url,
+            token=token,
+            batch_size=batch_size,
+            rejects_path=rejects,
+            file_format=file_format,
+            console=console,
+        )
+    except ImportAborted as stopped:
+        if stopped.summary is not None:
+            print_summary(console, stopped.summary, rejects)
+        console.print(
+            f"[red]import stopped:[/] {stopped} (re-run to resume: accepted rows come back duplicate)"
+        )
+        raise typer.Exit(2) from stopped
+    print_summary(console, summary, rejects)
+    raise typer.Exit(1 if summary.rejected_total else 0)
