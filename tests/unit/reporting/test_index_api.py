@@ -86,3 +86,16 @@ def test_tree_helpers() -> None:
     assert lowest_common_ancestor(tree, ["C00001", "C00003"]) == "P01"
     assert lowest_common_ancestor(tree, ["C77777"]) == "VN"
     assert lowest_common_ancestor(tree, []) == "VN"
+
+
+def test_a_day_stays_active_while_any_count_on_it_is_positive() -> None:
+    index = _index()
+    day, period = date(2024, 9, 30), parse_period("2024-Q3")
+    index.apply(TallyChange("B1", day, "admitted", "all", 1, 1))
+    index.apply(TallyChange("B1", day, "sourced", "female", 2, 1))
+    index.apply(TallyChange("B1", day, "admitted", "all", 0, 2))  # voided
+    assert index.report("legacy", "C00001", period, "admitted", "all").reporting.branches_with_events == 1
+    index.apply(TallyChange("B1", day, "sourced", "female", 0, 2))
+    for text in ("2024-09-30", "2024-09", "2024-Q3", "2024-H2", "2024", "2024-09-01..2024-10-31"):
+        report = index.report("legacy", "C00001", parse_period(text), "admitted", "all")
+        assert report.reporting.branches_with_events == 0

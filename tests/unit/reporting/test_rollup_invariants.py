@@ -25,11 +25,23 @@ from .fakes import FakeCrossWalk, FakeTree, trees_and_crosswalk
 
 pytestmark = pytest.mark.unit
 
-DAYS = [date(2023, 7, 15), date(2024, 1, 1), date(2024, 2, 29), date(2024, 6, 30), date(2024, 12, 31),
-        date(2025, 6, 30), date(2025, 7, 1), date(2025, 12, 31)]  # fmt: skip
+DAYS = [
+    date(2023, 7, 15),
+    date(2024, 1, 1),
+    date(2024, 2, 29),
+    date(2024, 3, 31),
+    date(2024, 6, 30),
+    date(2024, 12, 31),
+    date(2025, 6, 30),
+    date(2025, 7, 1),
+    date(2025, 9, 30),
+    date(2025, 12, 31),
+]
 PERIODS = [
     "2024",
     "2025",
+    "2024-Q1",
+    "2025-Q3",
     "2024..2025",
     "2025-H1",
     "2024-02",
