@@ -26,6 +26,11 @@ exception. Rebalance: before partitions are revoked the batch in flight finishes
 when it is stuck retrying, is dropped and re-delivered later). Shutdown: :meth:`drain`
 waits for the batch in flight, at most ``settings.shutdown_grace_s``.
 
+Group timing: ``KETNAP_KAFKA_SESSION_TIMEOUT_MS`` (default 10,000; heartbeats every fifth
+of it): how soon a dead replica's partitions move. The embedded broker (Tansu) also
+waits about that long before it completes a rejoin, so tests and ``ketnap up`` use a
+short one.
+
 Test-only fault hook: ``KETNAP_FAULT_KILL_AFTER_COMMIT_PROB`` (0..1) makes the process
 ``os._exit`` between the database commit and the offset commit with that probability.
 """
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import ssl
@@ -65,6 +71,7 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 FAULT_KILL_ENV = "KETNAP_FAULT_KILL_AFTER_COMMIT_PROB"
+SESSION_TIMEOUT_ENV = "KETNAP_KAFKA_SESSION_TIMEOUT_MS"
 FAULT_EXIT_CODE = 86
 RECORDED_HEADER = "recordedtime"
 MAX_BACKOFF_S = 30.0
@@ -126,9 +133,20 @@ def make_broker(settings: Settings) -> KafkaBroker:
         settings.kafka_bootstrap,
         security=_security(settings),
         client_id=settings.kafka_client_id or settings.service,
-        log_level=10,  # FastStream's per-message access log at DEBUG: batches are logged here
+        logger=logging.getLogger("ketnap.faststream"),  # through the service's JSON logging
+        log_level=logging.DEBUG,  # FastStream's per-message access log; batches are logged here
         graceful_timeout=settings.shutdown_grace_s,
     )
+
+
+def group_timing() -> dict[str, int]:
+    """Session, heartbeat and rebalance timeouts of the consumer group (ms)."""
+    session = int(os.environ.get(SESSION_TIMEOUT_ENV) or 10_000)
+    return {
+        "session_timeout_ms": session,
+        "heartbeat_interval_ms": max(100, session // 5),
+        "rebalance_timeout_ms": session,
+    }
 
 
 def _security(settings: Settings) -> BaseSecurity | None:
@@ -208,6 +226,7 @@ class BatchConsumer:
 
     def subscribe(self, broker: KafkaBroker) -> None:
         """Register the batch subscriber on ``broker`` (started with the broker)."""
+        timing = group_timing()
         subscriber = broker.subscriber(
             *self.spec.topics,
             batch=True,
@@ -218,6 +237,9 @@ class BatchConsumer:
             ack_policy=AckPolicy.MANUAL,
             listener=_Rebalance(self),
             decoder=_the_message,
+            session_timeout_ms=timing["session_timeout_ms"],
+            heartbeat_interval_ms=timing["heartbeat_interval_ms"],
+            rebalance_timeout_ms=timing["rebalance_timeout_ms"],
         )
 
         async def on_batch(message: Any) -> None:

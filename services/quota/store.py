@@ -1,0 +1,339 @@
+"""Storage of the quota service: one statement per table per batch, PostgreSQL or SQLite.
+
+Every function takes the caller's connection, so a whole batch is one transaction.
+On PostgreSQL sets of keys travel as arrays (``= ANY(...)``, ``unnest``): one
+prepared statement whatever the batch size; on SQLite as ``IN`` lists and
+executemany. Candidate rows are read ``FOR UPDATE`` (ordered, so no deadlock) so
+the expiry task and a batch never both rewrite one candidate; tally rows are
+incremented in the database (``value = value + delta``), in key order, so replicas
+working on different partitions add up instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.quota.tables import branches, candidates, processed, rejections, tallies, targets
+
+KeyTuple = tuple[str, date, str, str]
+"""(branch_id, local date, metric, category)"""
+
+_SQLITE_CHUNK = 5000
+
+
+def is_postgres(connection: AsyncConnection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Aware UTC (SQLite hands back naive UTC datetimes)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _chunks(items: Sequence[Any], size: int = _SQLITE_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _upsert(connection: AsyncConnection, table: Any) -> Any:
+    return (postgresql.insert if is_postgres(connection) else sqlite.insert)(table)
+
+
+# -- processed ids ---------------------------------------------------------------------
+
+
+async def processed_digests(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, bytes]:
+    """Digest of each id already taken in."""
+    if not ids:
+        return {}
+    if is_postgres(connection):
+        rows = await connection.execute(
+            text("SELECT event_id, digest FROM quota_processed WHERE event_id = ANY(CAST(:ids AS text[]))"),
+            {"ids": list(ids)},
+        )
+        return {r.event_id: bytes(r.digest) for r in rows}
+    found: dict[str, bytes] = {}
+    for chunk in _chunks(ids):
+        query = select(processed.c.event_id, processed.c.digest).where(processed.c.event_id.in_(chunk))
+        found |= {r.event_id: bytes(r.digest) for r in await connection.execute(query)}
+    return found
+
+
+async def insert_processed(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows of ``event_id``, ``digest``, ``candidate_id``, ``event`` (JSON text)."""
+    if not rows:
+        return
+    if is_postgres(connection):
+        await connection.execute(
+            text(
+                "INSERT INTO quota_processed (event_id, digest, candidate_id, event) "
+                "SELECT * FROM unnest(CAST(:i AS text[]), CAST(:d AS bytea[]), CAST(:c AS text[]), "
+                "CAST(:e AS text[]))"
+            ),
+            {
+                "i": [r["event_id"] for r in rows],
+                "d": [r["digest"] for r in rows],
+                "c": [r["candidate_id"] for r in rows],
+                "e": [r["event"] for r in rows],
+            },
+        )
+        return
+    await connection.execute(insert(processed), list(rows))
+
+
+async def originals(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The original wire events of these ids (as taken in)."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(ids):
+        query = select(processed.c.event_id, processed.c.event).where(processed.c.event_id.in_(chunk))
+        found |= {r.event_id: orjson.loads(r.event) for r in await connection.execute(query)}
+    return found
+
+
+async def forget_processed(connection: AsyncConnection, ids: Sequence[str]) -> None:
+    """Expired events leave: a replay of them is a new arrival."""
+    for chunk in _chunks(ids):
+        await connection.execute(delete(processed).where(processed.c.event_id.in_(chunk)))
+
+
+# -- candidates ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCandidate:
+    version: int
+    state: str
+
+
+async def candidate_versions(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, int]:
+    """Lock the candidates' rows (in id order) and return their versions."""
+    if not ids:
+        return {}
+    ordered = sorted(ids)
+    if is_postgres(connection):
+        rows = await connection.execute(
+            text(
+                "SELECT candidate_id, version FROM quota_candidates "
+                "WHERE candidate_id = ANY(CAST(:ids AS text[])) ORDER BY candidate_id FOR UPDATE"
+            ),
+            {"ids": ordered},
+        )
+        return {r.candidate_id: r.version for r in rows}
+    found: dict[str, int] = {}
+    for chunk in _chunks(ordered):
+        query = select(candidates.c.candidate_id, candidates.c.version).where(
+            candidates.c.candidate_id.in_(chunk)
+        )
+        found |= {r.candidate_id: r.version for r in await connection.execute(query)}
+    return found
+
+
+async def candidate_states(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, StoredCandidate]:
+    """Version and state JSON of these candidates."""
+    if not ids:
+        return {}
+    if is_postgres(connection):
+        rows = await connection.execute(
+            text(
+                "SELECT candidate_id, version, state FROM quota_candidates "
+                "WHERE candidate_id = ANY(CAST(:ids AS text[]))"
+            ),
+            {"ids": list(ids)},
+        )
+        return {r.candidate_id: StoredCandidate(r.version, r.state) for r in rows}
+    found: dict[str, StoredCandidate] = {}
+    for chunk in _chunks(ids):
+        query = select(candidates.c.candidate_id, candidates.c.version, candidates.c.state).where(
+            candidates.c.candidate_id.in_(chunk)
+        )
+        found |= {
+            r.candidate_id: StoredCandidate(r.version, r.state) for r in await connection.execute(query)
+        }
+    return found
+
+
+_CANDIDATE_COLUMNS = {
+    "candidate_id": "text",
+    "branch_id": "text",
+    "stage": "text",
+    "admitted_on": "date",
+    "due_on": "date",
+    "held_count": "int",
+    "held_since": "timestamptz",
+    "version": "bigint",
+    "state": "text",
+}
+
+
+async def save_candidates(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or replace candidate rows (every column of ``quota_candidates``)."""
+    if not rows:
+        return
+    if is_postgres(connection):
+        columns = tuple(_CANDIDATE_COLUMNS)
+        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _CANDIDATE_COLUMNS.items())
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        await connection.execute(
+            text(
+                f"INSERT INTO quota_candidates ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+                f"ON CONFLICT (candidate_id) DO UPDATE SET {updates}"
+            ),
+            {c: [r[c] for r in rows] for c in columns},
+        )
+        return
+    statement = sqlite.insert(candidates)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["candidate_id"],
+            set_={c.name: statement.excluded[c.name] for c in candidates.c if c.name != "candidate_id"},
+        ),
+        list(rows),
+    )
+
+
+async def expiring_candidates(
+    connection: AsyncConnection, held_before: datetime, limit: int
+) -> dict[str, StoredCandidate]:
+    """Candidates holding an event since before ``held_before``; locked, skipping rows in use."""
+    query = (
+        select(candidates.c.candidate_id, candidates.c.version, candidates.c.state)
+        .where(candidates.c.held_since <= held_before)
+        .order_by(candidates.c.held_since)
+        .limit(limit)
+    )
+    if is_postgres(connection):
+        query = query.with_for_update(skip_locked=True)
+    rows = await connection.execute(query)
+    return {r.candidate_id: StoredCandidate(r.version, r.state) for r in rows}
+
+
+# -- tallies ---------------------------------------------------------------------------
+
+_PG_TALLY = text(
+    "INSERT INTO quota_tallies AS t (branch_id, day, metric, category, value, version) "
+    "SELECT b, d, m, c, v, 1 FROM unnest(CAST(:b AS text[]), CAST(:d AS date[]), CAST(:m AS text[]), "
+    "CAST(:c AS text[]), CAST(:v AS bigint[])) AS u(b, d, m, c, v) ORDER BY b, d, m, c "
+    "ON CONFLICT (branch_id, day, metric, category) "
+    "DO UPDATE SET value = t.value + excluded.value, version = t.version + 1 "
+    "RETURNING branch_id, day, metric, category, value, version"
+)
+
+
+async def add_to_tallies(
+    connection: AsyncConnection, sums: Mapping[KeyTuple, int]
+) -> dict[KeyTuple, tuple[int, int]]:
+    """Add each (non-zero) delta to its tally; the new (value, version) per key."""
+    keys = sorted(k for k, n in sums.items() if n)
+    if not keys:
+        return {}
+    if is_postgres(connection):
+        params = {
+            "b": [k[0] for k in keys],
+            "d": [k[1] for k in keys],
+            "m": [k[2] for k in keys],
+            "c": [k[3] for k in keys],
+            "v": [sums[k] for k in keys],
+        }
+        rows = await connection.execute(_PG_TALLY, params)
+        return {(r.branch_id, r.day, r.metric, r.category): (r.value, r.version) for r in rows}
+    result: dict[KeyTuple, tuple[int, int]] = {}
+    for chunk in _chunks(keys, 1000):
+        rows_in = sqlite.insert(tallies).values(
+            [
+                {
+                    "branch_id": k[0],
+                    "day": k[1],
+                    "metric": k[2],
+                    "category": k[3],
+                    "value": sums[k],
+                    "version": 1,
+                }
+                for k in chunk
+            ]
+        )
+        statement = rows_in.on_conflict_do_update(
+            index_elements=["branch_id", "day", "metric", "category"],
+            set_={"value": tallies.c.value + rows_in.excluded.value, "version": tallies.c.version + 1},
+        ).returning(
+            tallies.c.branch_id,
+            tallies.c.day,
+            tallies.c.metric,
+            tallies.c.category,
+            tallies.c.value,
+            tallies.c.version,
+        )
+        for r in await connection.execute(statement):
+            result[(r.branch_id, r.day, r.metric, r.category)] = (r.value, r.version)
+    return result
+
+
+# -- rejections ------------------------------------------------------------------------
+
+
+async def insert_rejections(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows of ``event_id``, ``code``, ``detail``, ``service``, ``rejected_at``, ``event`` (JSON text)."""
+    if rows:
+        await connection.execute(insert(rejections), list(rows))
+
+
+# -- reference data --------------------------------------------------------------------
+
+
+async def stored_branches(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(ids):
+        rows = await connection.execute(select(branches).where(branches.c.branch_id.in_(chunk)))
+        found |= {r.branch_id: dict(r._mapping) for r in rows}
+    return found
+
+
+async def save_branches(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    statement = _upsert(connection, branches)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["branch_id"],
+            set_={c.name: statement.excluded[c.name] for c in branches.c if c.name != "branch_id"},
+        ),
+        list(rows),
+    )
+
+
+_TARGET_KEY = ("unit_id", "tree", "year", "metric", "category", "kind")
+
+
+async def stored_targets(
+    connection: AsyncConnection, keys: Sequence[tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    c = targets.c
+    for key in keys:
+        query = select(targets).where(
+            *(c[name] == value for name, value in zip(_TARGET_KEY, key, strict=True))
+        )
+        found.extend(dict(r._mapping) for r in await connection.execute(query))
+    return found
+
+
+async def save_targets(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    statement = _upsert(connection, targets)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(_TARGET_KEY),
+            set_={name: statement.excluded[name] for name in ("value", "time", "event_id", "source_doc")},
+        ),
+        list(rows),
+    )
