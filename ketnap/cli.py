@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -92,16 +93,81 @@ def up(
     raise typer.Exit(system.run_until_stopped())
 
 
+Scale = Annotated[float, typer.Option(help="Share of the communes to cover, 0 < scale <= 1 (0.01 = 1%).")]
+Years = Annotated[str, typer.Option(help="Years to cover, e.g. 2020-2026 (crossing the 2025-07-01 reform).")]
+Seed = Annotated[int, typer.Option(help="Same seed, same feed, byte for byte.")]
+
+
+@app.command()
+def generate(
+    scale: Scale = 1.0,
+    years: Years = "2020-2026",
+    seed: Seed = 1,
+    now: Annotated[
+        str | None, typer.Option(help="No valid event after this (ISO date or date-time; default: now).")
+    ] = None,
+    out: Annotated[str, typer.Option(help="NDJSON file to write, or - for stdout.")] = "-",
+    mess: Annotated[bool, typer.Option(help="Include late, repeated, corrected and invalid events.")] = True,
+) -> None:
+    """A synthetic national feed of events as NDJSON: branches, targets, then candidates."""
+    import sys
+
+    from ketnap.generate import GeneratorConfig, generate, parse_years
+    from ketnap.generate.ndjson import write_ndjson
+
+    try:
+        first, last = parse_years(years)
+        config = GeneratorConfig(_parse_now(now), seed, scale, first, last, mess)
+    except ValueError as bad:
+        raise typer.BadParameter(str(bad)) from bad
+    if out == "-":
+        written = write_ndjson(generate(config), sys.stdout.buffer)
+    else:
+        with open(out, "wb") as stream:
+            written = write_ndjson(generate(config), stream)
+    expect = ", ".join(f"{k} {v:,}" for k, v in written.expect.most_common())
+    speed = f"{written.seconds:.1f} s ({written.per_second:,.0f} events/s)"
+    typer.echo(f"{written.events:,} events in {speed}: {expect}", err=True)
+
+
+def _parse_now(text: str | None) -> datetime:
+    """An aware instant; a bare date means 00:00 that day in Vietnam, a naive time is Vietnamese."""
+    vn = timezone(timedelta(hours=7))
+    if text is None:
+        return datetime.now(vn)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as bad:
+        raise ValueError(f"--now {text!r}: not an ISO date or date-time") from bad
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=vn)
+
+
 @app.command()
 def demo(
-    data_dir: DataDir = Path("data"),
+    data_dir: Annotated[Path, typer.Option(help="Where the demo's SQLite files and logs live.")] = Path(
+        "data/demo"
+    ),
     kafka_port: KafkaPort = 9092,
+    scale: Scale = 0.02,
+    years: Years = "2020-2026",
+    seed: Seed = 1,
+    no_wait: Annotated[bool, typer.Option(help="Stop everything after the summary (for tests).")] = False,
+    intake_port: int = SERVICE_PORTS["intake"],
+    quota_port: int = SERVICE_PORTS["quota"],
+    reporting_port: int = SERVICE_PORTS["reporting"],
+    concurrency: Annotated[int, typer.Option(min=1, max=8, help="Requests in flight.")] = 3,
 ) -> None:
     """``up`` plus a synthetic national feed, then a summary; the system keeps running until Ctrl-C."""
-    from ketnap.up import System
+    from ketnap.demo import DemoOptions, run_demo
+    from ketnap.generate import parse_years
 
-    system = System(data_dir, kafka_port, dict(SERVICE_PORTS))
-    raise typer.Exit(system.run_until_stopped())
+    try:
+        first, last = parse_years(years)
+    except ValueError as bad:
+        raise typer.BadParameter(str(bad)) from bad
+    ports = {"intake": intake_port, "quota": quota_port, "reporting": reporting_port}
+    options = DemoOptions(data_dir, kafka_port, ports, scale, first, last, seed, not no_wait, concurrency)
+    raise typer.Exit(run_demo(options))
 
 
 @app.command("import")

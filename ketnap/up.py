@@ -94,6 +94,7 @@ class System:
     ports: dict[str, int]
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
+    extra_tokens: dict[str, list[str]] = field(default_factory=dict)  # e.g. the demo's province tokens
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
@@ -108,7 +109,7 @@ class System:
             "KETNAP_KAFKA_BOOTSTRAP": self.broker.bootstrap,
             "KETNAP_DATABASE_URL": f"sqlite+aiosqlite:///{self.data_dir / name}.db",
             "KETNAP_HTTP_PORT": str(self.ports[name]),
-            "KETNAP_TOKENS": json.dumps({self.token: ["*"]}),
+            "KETNAP_TOKENS": json.dumps({self.token: ["*"], **self.extra_tokens}),
             "KETNAP_READ_AUTH": "false",
         }
 
