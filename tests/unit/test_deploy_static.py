@@ -244,7 +244,7 @@ def test_acls_name_only_known_services_topics_and_operations() -> None:
         if rtype == "topic":
             assert rname in topics, rname
         else:
-            assert (rtype, rname, pattern) == ("group", f"ketnap.{principal}", ["prefixed"])
+            assert (rtype, rname, pattern) == ("group", f"ketnap-{principal}", ["prefixed"])
     writers = {rname: {r[0] for r in rows if r[1] == "Write" and r[3] == rname} for rname in topics}
     assert writers["ketnap.tally-changes"] == {"quota"}
     assert writers["ketnap.rollups"] == {"reporting"}
