@@ -76,16 +76,16 @@ async def read_topic(bootstrap: str, topic: str, *, idle_ms: int = 1500) -> list
     return records
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 60.0) -> T:
+async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = 60.0) -> T:
     """Poll ``probe`` until it returns something truthy (the service works asynchronously)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     last: T | None = None
     while asyncio.get_running_loop().time() < deadline:
         last = await probe()
         if last:
             return last
         await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached within {timeout}s; last probe: {last!r}")
+    raise AssertionError(f"not reached within {within}s; last probe: {last!r}")
 
 
 @dataclass

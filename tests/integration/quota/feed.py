@@ -53,13 +53,17 @@ def cloudevent(
     return event
 
 
-def branch_registered(branch_id: str, legacy: str | None, v2025: str | None, time: datetime) -> dict[str, Any]:
+def branch_registered(
+    branch_id: str, legacy: str | None, v2025: str | None, time: datetime
+) -> dict[str, Any]:
     parents = {k: v for k, v in (("legacy", legacy), ("2025", v2025)) if v}
     data = {"branch_id": branch_id, "name": f"Chi bộ {branch_id}", "kind": "residential", "parents": parents}
     return cloudevent("org.branch_registered", data, time)
 
 
-def target_set(unit_id: str, year: int, kind: str, value: int, time: datetime, tree: str | None = None) -> dict[str, Any]:
+def target_set(
+    unit_id: str, year: int, kind: str, value: int, time: datetime, tree: str | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {"unit_id": unit_id, "year": year, "kind": kind, "value": value}
     if tree:
         data["tree"] = tree

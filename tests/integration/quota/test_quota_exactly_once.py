@@ -80,8 +80,10 @@ async def test_a_redelivered_batch_changes_nothing(tmp_path: Path) -> None:
         kafka = _Consumer()
         await plumbing.consume(kafka, records)  # type: ignore[arg-type]
         first = await _snapshot(engine)
-        assert first["tallies"] and first["processed"] == len(records)
-        assert kafka.commits and not kafka.seeks
+        assert first["tallies"]
+        assert first["processed"] == len(records)
+        assert kafka.commits
+        assert not kafka.seeks
 
         redelivered = REDELIVERIES.labels("quota")._value.get()
         await plumbing.consume(kafka, records[: len(records) // 2])  # type: ignore[arg-type]
@@ -103,7 +105,9 @@ async def test_a_redelivered_batch_changes_nothing(tmp_path: Path) -> None:
 
         model = expected_tallies(feed.candidates)
         async with engine.connect() as c:
-            rows = (await c.execute(text("SELECT branch_id, day, metric, category, value FROM quota_tallies"))).all()
+            rows = (
+                await c.execute(text("SELECT branch_id, day, metric, category, value FROM quota_tallies"))
+            ).all()
         stored = {(r[0], _day(r[1]), r[2], r[3]): r[4] for r in rows if r[4]}
         assert stored == model
     finally:
@@ -114,10 +118,14 @@ def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-async def test_tally_changes_on_the_topic_add_up_to_the_tallies(broker: EmbeddedBroker, tmp_path: Path) -> None:
+async def test_tally_changes_on_the_topic_add_up_to_the_tallies(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
     feed = make_feed(300, branches=30, seed=11)
     model = expected_tallies(feed.candidates)
-    async with running_quota(broker.bootstrap, await fresh_database_url(tmp_path), consumer_batch=200) as quota:
+    async with running_quota(
+        broker.bootstrap, await fresh_database_url(tmp_path), consumer_batch=200
+    ) as quota:
         await quota.reference(feed.reference)
         await quota.send(feed.candidates)
 
@@ -127,7 +135,7 @@ async def test_tally_changes_on_the_topic_add_up_to_the_tallies(broker: Embedded
                 if category == "all":
                     totals[(branch, metric)] += n
             for branch in {b for b, _ in totals}:
-                status, body = await quota.get(f"/v1/branches/{branch}/tallies", year=2024)
+                status, _body = await quota.get(f"/v1/branches/{branch}/tallies", year=2024)
                 if status != 200:
                     return None
             return dict(totals)

@@ -44,7 +44,10 @@ async def test_every_code_reaches_the_topic_and_the_api(broker: EmbeddedBroker, 
         ev("sourced", "cand-rj-2", 0, "rj-2s"),
         ev("dropped", "cand-rj-2", 5, "rj-not-recognised", reason="not_recognised"),
         conflict_a,
-        {**ev("class_completed", "cand-rj-3", 1, "rj-bad-schema"), "data": {**B, "full_name": "Nguyễn Văn A"}},
+        {
+            **ev("class_completed", "cand-rj-3", 1, "rj-bad-schema"),
+            "data": {**B, "full_name": "Nguyễn Văn A"},
+        },
         {**ev("class_completed", "cand-rj-3", 1, "rj-unknown-type"), "type": "vn.ketnap.candidate.promoted"},
         orphan,
     ]
@@ -76,7 +79,9 @@ async def test_every_code_reaches_the_topic_and_the_api(broker: EmbeddedBroker, 
         assert status == 200  # the poison record did not stop its partition
 
         status, page = await quota.get("/v1/rejections", code="invalid_schema", limit=1)
-        assert status == 200 and len(page["items"]) == 1 and page["next"]
+        assert status == 200
+        assert len(page["items"]) == 1
+        assert page["next"]
         status, rest = await quota.get("/v1/rejections", code="invalid_schema", after=page["next"])
         assert {i["id"] for i in page["items"] + rest["items"]} >= {"rj-bad-schema", "cand-rj-x"}
         assert all(i["code"] == "invalid_schema" for i in rest["items"])
@@ -102,5 +107,6 @@ async def test_every_code_reaches_the_topic_and_the_api(broker: EmbeddedBroker, 
         message = Rejection.model_validate(published[event_id])
         assert (message.code, message.service) == (code, "quota")
         if event_id != "cand-rj-x":
-            assert isinstance(message.event, dict) and message.event["id"] == event_id
+            assert isinstance(message.event, dict)
+            assert message.event["id"] == event_id
     assert published["cand-rj-x"]["event"] == "{not json"

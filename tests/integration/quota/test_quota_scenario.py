@@ -17,7 +17,9 @@ PROFILE = {"birth_year": 2000, "sex": "female", "categories": ["ethnic_minority"
 
 
 def sourced(cid: str, branch: str, when: datetime, profile: dict | None = None) -> dict:
-    return cloudevent("candidate.sourced", {"branch_id": branch, "profile": profile or PROFILE}, when, subject=cid)
+    return cloudevent(
+        "candidate.sourced", {"branch_id": branch, "profile": profile or PROFILE}, when, subject=cid
+    )
 
 
 def step(kind: str, cid: str, branch: str, when: datetime, **data: str) -> dict:
@@ -113,10 +115,16 @@ async def test_due_lists_probationary_members(quota: Quota) -> None:
     admitted_recently = datetime.combine(today - timedelta(days=30), datetime.min.time(), VN)
     await quota.reference([branch_registered("B-C02680-01", "C02680", None, T)])
     events = []
-    for cid, when in (("cand-due-over", admitted_long_ago), ("cand-due-soon", admitted_soon_due),
-                      ("cand-due-later", admitted_recently), ("cand-due-done", admitted_long_ago)):
-        events += [sourced(cid, "B-C02680-01", when - timedelta(days=200)),
-                   step("admitted", cid, "B-C02680-01", when)]
+    for cid, when in (
+        ("cand-due-over", admitted_long_ago),
+        ("cand-due-soon", admitted_soon_due),
+        ("cand-due-later", admitted_recently),
+        ("cand-due-done", admitted_long_ago),
+    ):
+        events += [
+            sourced(cid, "B-C02680-01", when - timedelta(days=200)),
+            step("admitted", cid, "B-C02680-01", when),
+        ]
     events.append(step("confirmed", "cand-due-done", "B-C02680-01", admitted_long_ago + timedelta(days=380)))
     await quota.send(events)
 
@@ -126,8 +134,10 @@ async def test_due_lists_probationary_members(quota: Quota) -> None:
 
     body = await eventually(listed)
     over, soon = body["items"]
-    assert over["id"] == "cand-due-over" and over["overdue_days"] == (today - date.fromisoformat(over["due"])).days
+    assert over["id"] == "cand-due-over"
+    assert over["overdue_days"] == (today - date.fromisoformat(over["due"])).days
     assert over["admitted"] == admitted_long_ago.date().isoformat()
-    assert soon["id"] == "cand-due-soon" and soon["overdue_days"] == 0
-    status, body = await quota.get("/v1/due", unit_id="B-C02680-01", within_days=400)
+    assert soon["id"] == "cand-due-soon"
+    assert soon["overdue_days"] == 0
+    _status, body = await quota.get("/v1/due", unit_id="B-C02680-01", within_days=400)
     assert [i["id"] for i in body["items"]] == ["cand-due-over", "cand-due-soon", "cand-due-later"]
