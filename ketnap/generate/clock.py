@@ -46,6 +46,11 @@ def weekday(index: int) -> int:
     return (index + _EPOCH_WEEKDAY) % 7
 
 
+def off_sunday(moment: int) -> int:
+    """The same time on Saturday if ``moment`` falls on a Sunday: offices decide on working days."""
+    return moment - MINUTES_PER_DAY if weekday(moment // MINUTES_PER_DAY) == 6 else moment
+
+
 def at(day: date, minute_of_day: int = 0) -> int:
     """The instant ``minute_of_day`` minutes after local midnight of ``day``."""
     return day_index(day) * MINUTES_PER_DAY + minute_of_day

@@ -126,7 +126,7 @@ class _References:
     def _registration_day(self) -> int:
         """Branches join the system in June of the year before the feed's first year."""
         day = clock.day_index(date(self.config.first_year - 1, 6, 1)) + self.rng.randrange(28)
-        return day * clock.MINUTES_PER_DAY + 8 * 60
+        return clock.off_sunday(day * clock.MINUTES_PER_DAY + 8 * 60)
 
     def _id(self) -> str:
         self.count += 1

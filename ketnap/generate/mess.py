@@ -77,12 +77,12 @@ def correction(
     wrong = copy.deepcopy(original)
     wrong["id"] = ids[0]
     if rng.random() < 0.5:
-        what, err_moment = "date", moment + rng.randint(1, 40) * DAY
+        what, err_moment = "date", clock.off_sunday(moment + rng.randint(1, 40) * DAY)
         wrong["time"] = clock.iso(err_moment)
     else:
         what, err_moment = "branch", moment
         wrong["data"]["branch_id"] = other_branch
-    void_moment = err_moment + rng.randint(2, 20) * DAY
+    void_moment = clock.off_sunday(err_moment + rng.randint(2, 20) * DAY)
     data = {"voids": ids[0], "reason": VOID_REASONS[what]}
     void = envelope(ids[1], original["source"], "candidate.voided", void_moment, data, original["subject"])
     return wrong, void, void_moment

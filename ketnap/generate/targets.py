@@ -144,7 +144,7 @@ def _target(
 
 def _revision(rng: random.Random, target: Target, tree: str) -> Target:
     """A quota adjusted mid-year [điều chỉnh chỉ tiêu]; legacy quotas only before the reform."""
-    moment = target.moment + rng.randint(120, 200) * clock.MINUTES_PER_DAY
+    moment = clock.off_sunday(target.moment + rng.randint(120, 200) * clock.MINUTES_PER_DAY)
     if tree == "legacy" and moment >= clock.at(date(REFORM_YEAR, 7, 1)):
         moment = clock.at(date(REFORM_YEAR, 6, 25), 9 * 60)
     if clock.year_of(moment) > target.year:
@@ -172,7 +172,7 @@ def _when(rng: random.Random, tree: str, year: int, what: str) -> int:
         first = clock.day_index(date(year + shift, m1, d1))
         last = clock.day_index(date(year + shift, m2, d2))
     day = rng.randint(first, last)
-    return day * clock.MINUTES_PER_DAY + rng.randrange(8 * 60, 16 * 60, 15)
+    return clock.off_sunday(day * clock.MINUTES_PER_DAY + rng.randrange(8 * 60, 16 * 60, 15))
 
 
 def _document(rng: random.Random, unit: _Unit, kind: str, moment: int) -> str:
