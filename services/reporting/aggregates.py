@@ -28,7 +28,11 @@ def month_of(ordinal: int) -> int:
 
 @dataclass
 class Deltas:
-    """Sums of deltas by aggregate key, and the (tree, anchor, month) documents they touch."""
+    """Sums of deltas by aggregate key, and the (tree, region, month) the rollups feed must rebuild.
+
+    A region is the province of the anchor (``VN`` for anchors above provinces): the
+    publisher rebuilds that province's documents and ``VN``'s for the month.
+    """
 
     months: defaultdict[UnitKey, int] = field(default_factory=lambda: defaultdict(int))
     days: defaultdict[UnitKey, int] = field(default_factory=lambda: defaultdict(int))
@@ -46,19 +50,20 @@ class Deltas:
         """``delta`` on one (branch, day, series) through the branch's plan in one tree."""
         tree, month = plan.tree, self.month(ordinal)
         months, days = self.months, self.days
-        for unit_id, keeps_days in plan.units:
+        for unit_id in plan.months:
             months[(tree, unit_id, series, TOTAL, month)] += delta
-            if keeps_days:
-                days[(tree, unit_id, series, TOTAL, ordinal)] += delta
+        for unit_id in plan.days:
+            days[(tree, unit_id, series, TOTAL, ordinal)] += delta
         if not mapped:
-            months[(tree, plan.anchor, series, UNMAPPED, month)] += delta
-            if plan.anchor_keeps_days:
+            if plan.anchor_months:
+                months[(tree, plan.anchor, series, UNMAPPED, month)] += delta
+            if plan.anchor_days:
                 days[(tree, plan.anchor, series, UNMAPPED, ordinal)] += delta
-        self.dirty.add((tree, plan.anchor, month))
+        self.dirty.add((tree, plan.region, month))
 
     def count_branch(self, plan: Plan, step: int) -> None:
         """A branch joins (+1) or leaves (-1) every unit of the chain."""
-        for unit_id, _ in plan.units:
+        for unit_id in plan.chain:
             self.branches[(plan.tree, unit_id)] += step
 
     def month_rows(self) -> list[Row]:

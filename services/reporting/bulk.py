@@ -105,6 +105,10 @@ async def fetch_keyed(
         return []
     selected = ", ".join(f"t.{name}" for name in (*key, *wanted))
     native = await driver(connection)
+    if is_postgres(connection) and len(key) == 1:
+        sql = f"SELECT {selected} FROM {table} t WHERE t.{key[0]} = ANY($1::{types[0]}[]) ORDER BY t.{key[0]}"
+        rows = await native.fetch(sql + (f" {lock} OF t" if lock else ""), sorted({k[0] for k in keys}))
+        return [tuple(r) for r in rows]
     if is_postgres(connection):
         arrays = ", ".join(f"${i + 1}::{kind}[]" for i, kind in enumerate(types))
         aliases = ", ".join(f"k{i}" for i in range(len(key)))
@@ -121,8 +125,62 @@ async def fetch_keyed(
     width = len(key)
     for start in range(0, len(unique), _SQLITE_CHUNK):
         chunk = unique[start : start + _SQLITE_CHUNK]
-        marks = ", ".join(f"({', '.join('?' for _ in range(width))})" for _ in chunk)
-        sql = f"SELECT {selected} FROM {table} t WHERE ({', '.join(key)}) IN (VALUES {marks})"
+        if width == 1:
+            sql = f"SELECT {selected} FROM {table} t WHERE {key[0]} IN ({', '.join('?' for _ in chunk)})"
+        else:
+            marks = ", ".join(f"({', '.join('?' for _ in range(width))})" for _ in chunk)
+            sql = f"SELECT {selected} FROM {table} t WHERE ({', '.join(key)}) IN (VALUES {marks})"
         cursor = await native.execute(sql, [value for row in chunk for value in row])
         found.extend(tuple(r) for r in await cursor.fetchall())
     return found
+
+
+async def upsert_versioned(
+    connection: AsyncConnection, statement: Upsert, rows: Sequence[Row], key_width: int
+) -> list[Row]:
+    """Upsert ``rows`` (key..., value, version) where the version rises.
+
+    Returns, per row, (key..., old value, old version, applied).
+
+    A row applies iff its version is above the stored one (or no row is stored).
+    PostgreSQL does it in one statement (the ``old`` CTE sees the table before the
+    insert); SQLite reads the old rows, then writes the applied ones. Keys must be unique.
+    """
+    if not rows:
+        return []
+    key = statement.conflict
+    if not is_postgres(connection):
+        stored = {
+            r[:key_width]: r[key_width:]
+            for r in await fetch_keyed(
+                connection,
+                statement.table,
+                key,
+                statement.types[:key_width],
+                ("value", "version"),
+                [r[:key_width] for r in rows],
+            )
+        }
+        result = []
+        for row in rows:
+            old_value, old_version = stored.get(row[:key_width], (0, 0))
+            result.append((*row[:key_width], old_value, old_version, row[-1] > old_version))
+        await upsert(connection, statement, [row for row, r in zip(rows, result, strict=True) if r[-1]])
+        return result
+    names = ", ".join(statement.columns)
+    arrays = ", ".join(f"${i + 1}::{kind}[]" for i, kind in enumerate(statement.types))
+    using = ", ".join(key)
+    sql = (
+        f"WITH k AS (SELECT * FROM unnest({arrays}) AS k({names})), "
+        f"old AS (SELECT {using}, t.value, t.version FROM {statement.table} t JOIN k USING ({using})), "
+        f"up AS (INSERT INTO {statement.table} AS t ({names}) SELECT {names} FROM k "
+        f"ON CONFLICT ({using}) DO UPDATE SET {statement.update} WHERE t.version < excluded.version "
+        f"RETURNING {', '.join(f't.{c}' for c in key)}) "
+        f"SELECT {', '.join(f'k.{c}' for c in key)}, coalesce(old.value, 0), coalesce(old.version, 0), "
+        f"up.{key[0]} IS NOT NULL FROM k LEFT JOIN old USING ({using}) LEFT JOIN up USING ({using})"
+    )
+    positions = statement.key_positions()
+    ordered = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
+    native = await driver(connection)
+    fetched = await native.fetch(sql, *[list(c) for c in zip(*ordered, strict=True)])
+    return [tuple(r) for r in fetched]

@@ -7,7 +7,7 @@ Rules kept here (the consumer stores the position in the same transaction):
 - a branch seen in tallies before its registration is placed unmapped at ``VN``
   in both trees; when the registration arrives its counts move, in the same
   transaction, from the old chain to the new one: nothing is dropped;
-- lock order (PostgreSQL, several replicas): placements, then tallies, then the
+- lock order (PostgreSQL, several replicas): branch rows, then tallies, then the
   aggregate rows sorted by key; so a fold and a registration never deadlock and a
   fold never adds a delta to a chain a registration is moving away from.
 """
@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting.aggregates import ACTIVITY_COLUMNS, ActivityMasks, Deltas
-from services.reporting.bulk import Row, Upsert, fetch_keyed, upsert
+from services.reporting.branches import BRANCHES, lock_branches, placement_values, utc
+from services.reporting.bulk import Row, Upsert, fetch_keyed, upsert, upsert_versioned
 from services.reporting.domain import BranchRegistration, Target
 from services.reporting.domain.targets import TargetKey
 from services.reporting.placing import TREES, PlacementRow, Placer
@@ -73,24 +74,6 @@ ACTIVITY_SET = Upsert(
     ("branch_id", "year"),
     ", ".join(f"{m} = t.{m} | excluded.{m}" for m in MONTH_COLUMNS),
 )
-PLACEMENTS = Upsert(
-    "reporting_placements",
-    ("tree", "branch_id", "anchor", "mapped", "district_id", "province_id"),
-    ("text", "text", "text", "bool", "text", "text"),
-    ("tree", "branch_id"),
-    "anchor = excluded.anchor, mapped = excluded.mapped, "
-    "district_id = excluded.district_id, province_id = excluded.province_id",
-)
-NEW_BRANCHES = Upsert("reporting_branches", ("branch_id",), ("text",), ("branch_id",), None)
-BRANCHES = Upsert(
-    "reporting_branches",
-    ("branch_id", "name", "kind", "legacy_parent", "parent_2025", "registered_at", "event_id"),
-    ("text", "text", "text", "text", "text", "timestamptz", "text"),
-    ("branch_id",),
-    "name = excluded.name, kind = excluded.kind, legacy_parent = excluded.legacy_parent, "
-    "parent_2025 = excluded.parent_2025, registered_at = excluded.registered_at, "
-    "event_id = excluded.event_id",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +107,6 @@ class FoldOutcome:
     moved_branches: int = 0
 
 
-PlacementKey = tuple[str, str]
-"""(tree, branch_id)"""
-
-
 class Folder:
     """The write side of the reporting service; every method runs in the caller's transaction."""
 
@@ -141,36 +120,24 @@ class Folder:
         if not latest:
             return outcome
         deltas = Deltas()
-        placements = await self._placements_for(connection, {k[0] for k in latest}, deltas)
-        stored = {
-            (b, s, d): (value, version)
-            for b, s, d, value, version in await fetch_keyed(
-                connection,
-                "reporting_tallies",
-                ("branch_id", "series", "day"),
-                ("text", "int2", "int4"),
-                ("value", "version"),
-                list(latest),
-            )
-        }
-        rows: list[Row] = []
+        branches = await lock_branches(connection, self.placer, [k[0] for k in latest], False, deltas)
         touched: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-        for key, change in latest.items():
-            old_value, old_version = stored.get(key, (0, 0))
-            if change.version <= old_version:
+        rows = [(c.branch_id, c.series, c.day, c.value, c.version) for c in latest.values()]
+        for branch_id, series, day, old_value, old_version, applied in await upsert_versioned(
+            connection, TALLIES, rows, 3
+        ):
+            change = latest[(branch_id, series, day)]
+            if not applied:
                 outcome.skipped["repeated" if change.version == old_version else "stale"] += 1
                 continue
             outcome.applied += 1
-            rows.append((change.branch_id, change.series, change.day, change.value, change.version))
-            touched[(change.branch_id, change.day)].append((old_value, change.value))
+            touched[(branch_id, day)].append((old_value, change.value))
             delta = change.value - old_value
             if delta:
-                for tree in TREES:
-                    row = placements[(tree, change.branch_id)]
-                    deltas.add(
-                        self.placer.plan(tree, row.anchor), row.mapped, change.series, change.day, delta
-                    )
-        await upsert(connection, TALLIES, rows)
+                state = branches[branch_id]
+                for row in (state.legacy, state.v2025):
+                    plan = self.placer.plan(row.tree, row.anchor)
+                    deltas.add(plan, row.mapped, series, day, delta)
         await self._activity(connection, touched)
         await self._write(connection, deltas)
         return outcome
@@ -187,37 +154,30 @@ class Folder:
                 newest[reg.branch.branch_id] = reg
         if not newest:
             return outcome
-        held_rows = await self._lock_branches(connection, sorted(newest), "FOR UPDATE")
-        held = {b: (_utc(at), eid) for b, at, eid in held_rows if at is not None}
-        winners = [r for b, r in sorted(newest.items()) if b not in held or r.precedence > held[b]]
+        deltas = Deltas()
+        held = await lock_branches(connection, self.placer, list(newest), True, deltas)
+        winners = [
+            reg
+            for branch_id, reg in sorted(newest.items())
+            if (at := held[branch_id].registered) is None or (utc(reg.time), reg.event_id) > at
+        ]
         outcome.skipped["stale_registration"] += len(newest) - len(winners)
-        if not winners:
-            return outcome
-        await upsert(connection, BRANCHES, [_branch_row(r) for r in winners])
-        outcome.moved_branches = await self._replace_placements(connection, [r.branch for r in winners])
-        return outcome
-
-    async def _replace_placements(
-        self, connection: AsyncConnection, branches: Sequence[BranchRegistration]
-    ) -> int:
-        ids = [b.branch_id for b in branches]
-        old = await self._load_placements(connection, ids)
-        deltas, new_rows, moves = Deltas(), [], []
-        for branch in branches:
+        rows, moves = [], []
+        for reg in winners:
+            state = held[reg.branch.branch_id]
+            new = {tree: self.placer.place(tree, reg.branch.branch_id, reg.branch) for tree in TREES}
+            rows.append(_branch_row(reg, new["legacy"], new["2025"]))
             for tree in TREES:
-                row = self.placer.place(tree, branch.branch_id, branch)
-                before = old.get((tree, branch.branch_id))
-                if before is not None and (before.anchor, before.mapped) == (row.anchor, row.mapped):
-                    continue
-                new_rows.append(row)
-                deltas.count_branch(self.placer.plan(tree, row.anchor), +1)
-                if before is not None:
+                before, after = state.placement(tree), new[tree]
+                if (before.anchor, before.mapped) != (after.anchor, after.mapped):
                     deltas.count_branch(self.placer.plan(tree, before.anchor), -1)
-                    moves.append((before, row))
-        await upsert(connection, PLACEMENTS, [_placement_tuple(r) for r in new_rows])
+                    deltas.count_branch(self.placer.plan(tree, after.anchor), +1)
+                    moves.append((before, after))
+        await upsert(connection, BRANCHES, rows)
         await self._move_counts(connection, moves, deltas)
         await self._write(connection, deltas)
-        return len({before.branch_id for before, _ in moves})
+        outcome.moved_branches = len({before.branch_id for before, _ in moves})
+        return outcome
 
     async def _move_counts(
         self, connection: AsyncConnection, moves: Sequence[tuple[PlacementRow, PlacementRow]], deltas: Deltas
@@ -249,55 +209,6 @@ class Folder:
             for branch_id, series, day, value in result:
                 found[branch_id].append((series, day, value))
         return found
-
-    async def _placements_for(
-        self, connection: AsyncConnection, branch_ids: set[str], deltas: Deltas
-    ) -> dict[PlacementKey, PlacementRow]:
-        """Placements of the batch's branches; unseen branches start unmapped at VN.
-
-        The branch rows are share-locked first: a registration (which locks them for
-        update) cannot move a branch while its counts are being added to the chain.
-        """
-        ids = sorted(branch_ids)
-        await self._lock_branches(connection, ids, "FOR SHARE")
-        found = await self._load_placements(connection, ids)
-        missing = [b for b in ids if ("legacy", b) not in found or ("2025", b) not in found]
-        fresh = [self.placer.unregistered(tree, b) for b in missing for tree in TREES]
-        await upsert(connection, PLACEMENTS, [_placement_tuple(r) for r in fresh])
-        for row in fresh:
-            deltas.count_branch(self.placer.plan(row.tree, row.anchor), +1)
-            found[(row.tree, row.branch_id)] = row
-        return found
-
-    async def _lock_branches(self, connection: AsyncConnection, ids: Sequence[str], lock: str) -> list[Row]:
-        """Make sure a row exists for each branch, then lock them all in id order (PostgreSQL)."""
-        await upsert(connection, NEW_BRANCHES, [(b,) for b in ids])
-        return await fetch_keyed(
-            connection,
-            "reporting_branches",
-            ("branch_id",),
-            ("text",),
-            ("registered_at", "event_id"),
-            [(b,) for b in ids],
-            lock=lock,
-        )
-
-    async def _load_placements(
-        self, connection: AsyncConnection, branch_ids: Sequence[str]
-    ) -> dict[PlacementKey, PlacementRow]:
-        keys = [(tree, b) for b in branch_ids for tree in TREES]
-        rows = await fetch_keyed(
-            connection,
-            "reporting_placements",
-            ("tree", "branch_id"),
-            ("text", "text"),
-            ("anchor", "mapped", "district_id", "province_id"),
-            keys,
-        )
-        return {
-            (tree, b): PlacementRow(_tree(tree), b, anchor, bool(mapped), district, province)
-            for tree, b, anchor, mapped, district, province in rows
-        }
 
     async def _activity(
         self, connection: AsyncConnection, touched: dict[tuple[str, int], list[tuple[int, int]]]
@@ -366,20 +277,10 @@ def _tree(value: str) -> TreeVersion:
     return "legacy" if value == "legacy" else "2025"
 
 
-def _utc(value: datetime | str) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite hands back the ISO text we wrote)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _branch_row(reg: Registration) -> Row:
+def _branch_row(reg: Registration, legacy: PlacementRow, v2025: PlacementRow) -> Row:
     b = reg.branch
-    return (b.branch_id, b.name, b.kind, b.legacy_parent, b.parent_2025, _utc(reg.time), reg.event_id)
-
-
-def _placement_tuple(row: PlacementRow) -> Row:
-    return (row.tree, row.branch_id, row.anchor, row.mapped, row.district_id, row.province_id)
+    registration = (b.name, b.kind, b.legacy_parent, b.parent_2025, utc(reg.time), reg.event_id)
+    return (b.branch_id, *registration, *placement_values(legacy, v2025))
 
 
 TARGETS = Upsert(
@@ -411,19 +312,19 @@ async def set_targets(connection: AsyncConnection, targets: Sequence[Target]) ->
         lock="FOR UPDATE",
     )
     held = {
-        (tree, unit, year, series, kind): (_utc(time), eid)
+        (tree, unit, year, series, kind): (utc(time), eid)
         for tree, unit, year, series, kind, time, eid in rows
     }
     winners = [
         t
         for t in newest.values()
         if (held_at := held.get((t.tree, t.unit_id, t.year, _series(t), t.kind))) is None
-        or (_utc(t.time), t.event_id) > held_at
+        or (utc(t.time), t.event_id) > held_at
     ]
     await upsert(
         connection,
         TARGETS,
-        [(t.tree, t.unit_id, t.year, _series(t), t.kind, t.value, _utc(t.time), t.event_id) for t in winners],
+        [(t.tree, t.unit_id, t.year, _series(t), t.kind, t.value, utc(t.time), t.event_id) for t in winners],
     )
     return len(winners)
 

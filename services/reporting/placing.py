@@ -1,30 +1,37 @@
-"""Where a branch's counts go in each tree, as rows and plans the storage can use.
+"""Where a branch's counts go in each tree, as columns and plans the storage can use.
 
 The rule is the domain's (`place_branch`: mapped under the registered parent, else
 unmapped at one certain anchor). Here it becomes:
-- a `PlacementRow` (anchor, mapped, the district and province on its chain) stored
-  in ``reporting_placements``, so "branches under a unit" is one indexed filter;
-- a `Plan`: the chain's units with, for each, whether it keeps daily rows (units
-  with child units do; a leaf's partial months are summed from its branches).
-Both are cached per (tree, anchor): there are ~14k distinct anchors, not 100k.
+- a `PlacementRow` (anchor, mapped, the district and province on its chain),
+  stored on the branch's row, so "branches under a unit" is one indexed filter;
+- a `Plan`: the chain's units that keep monthly rows (and which keep daily rows),
+  cached per (tree, anchor): there are ~14k anchors, not 100k branches.
+
+What is stored per unit (docs/reporting.md, "Storage"):
+- monthly rows: every unit except a commune under a district (a district has at
+  most ~50 communes of ~10 branches, cheap to sum from their tallies);
+- daily rows: ``VN`` and the provinces (their partial months would otherwise sum
+  thousands of branches); every other unit's partial month sums its branches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
 from services.reporting.domain import BranchRegistration, OrgTreesCrossWalk, place_branch
-from shared.orgtree import OrgTrees, TreeVersion
+from shared.orgtree import OrgTrees, TreeVersion, Unit
 
 TREES: Final[tuple[TreeVersion, ...]] = ("legacy", "2025")
 NATIONAL: Final = "VN"
+_DAILY_LEVELS: Final = frozenset({"national", "province"})
 
 
 @dataclass(frozen=True, slots=True)
 class PlacementRow:
-    """One branch's place in one tree (a row of ``reporting_placements``)."""
+    """One branch's place in one tree (columns ``*_<tree>`` of ``reporting_branches``)."""
 
     tree: TreeVersion
     branch_id: str
@@ -36,15 +43,26 @@ class PlacementRow:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The anchor's chain, nearest first: (unit_id, keeps daily rows)."""
+    """What one count at `anchor` updates: `months` and `days` units, and the `region` to mark dirty."""
 
     tree: TreeVersion
     anchor: str
-    units: tuple[tuple[str, bool], ...]
+    chain: tuple[str, ...]
+    months: tuple[str, ...]
+    days: tuple[str, ...]
+    region: str
+    anchor_months: bool
+    anchor_days: bool
 
-    @property
-    def anchor_keeps_days(self) -> bool:
-        return self.units[0][1]
+
+def columns(tree: TreeVersion) -> dict[str, str]:
+    """The placement columns of `tree` on ``reporting_branches`` (no district in 2025)."""
+    return {
+        "anchor": f"anchor_{tree}",
+        "mapped": f"mapped_{tree}",
+        "district": "district_legacy" if tree == "legacy" else "NULL",
+        "province": f"province_{tree}",
+    }
 
 
 class Placer:
@@ -53,7 +71,7 @@ class Placer:
     def __init__(self, trees: OrgTrees) -> None:
         self.trees = trees
         self.crosswalk = OrgTreesCrossWalk(trees)
-        self.plan = lru_cache(maxsize=None)(self._plan)
+        self.plan: Callable[[TreeVersion, str], Plan] = lru_cache(maxsize=None)(self._plan)
 
     def place(
         self, tree: TreeVersion, branch_id: str, registration: BranchRegistration | None
@@ -67,13 +85,32 @@ class Placer:
         return PlacementRow(tree, branch_id, NATIONAL, False, None, None)
 
     def keeps_days(self, tree: TreeVersion, unit_id: str) -> bool:
-        """Units with child units keep daily rows; leaves are summed from their branches."""
-        return bool(self.trees[tree].children(unit_id))
+        return self.trees[tree].unit(unit_id).level in _DAILY_LEVELS
+
+    def keeps_months(self, tree: TreeVersion, unit_id: str) -> bool:
+        org = self.trees[tree]
+        unit = org.unit(unit_id)
+        if org.children(unit_id) or unit.parent_id is None:
+            return True
+        return org.unit(unit.parent_id).level != "district"
+
+    def is_leaf(self, tree: TreeVersion, unit_id: str) -> bool:
+        return not self.trees[tree].children(unit_id)
 
     def _plan(self, tree: TreeVersion, anchor: str) -> Plan:
         org = self.trees[tree]
-        chain = (anchor, *(u.id for u in org.ancestors(anchor)))
-        return Plan(tree, anchor, tuple((unit_id, self.keeps_days(tree, unit_id)) for unit_id in chain))
+        chain: tuple[Unit, ...] = (org.unit(anchor), *org.ancestors(anchor))
+        region = next((u.id for u in chain if u.level == "province"), NATIONAL)
+        return Plan(
+            tree,
+            anchor,
+            tuple(u.id for u in chain),
+            tuple(u.id for u in chain if self.keeps_months(tree, u.id)),
+            tuple(u.id for u in chain if self.keeps_days(tree, u.id)),
+            region,
+            self.keeps_months(tree, anchor),
+            self.keeps_days(tree, anchor),
+        )
 
     def _levels(self, tree: TreeVersion, chain: tuple[str, ...]) -> tuple[str | None, str | None]:
         org = self.trees[tree]

@@ -1,17 +1,19 @@
 """The read side: one unit's rollup, targets, lagging branches, all from one database snapshot.
 
 A period is cut by the domain (`Period.spans`) into whole months (years are 12
-months) and single days. Whole months come from ``reporting_unit_months``; single
-days from ``reporting_unit_days`` for units with child units, and from the
-branches' own tallies for leaves (communes, island districts), whose branches all
-sit at them. Every figure of one answer is read in one transaction (a snapshot), so
-``value == Σ children + unmapped`` holds inside every answer, not only when quiet.
+months) and single days. Each unit's part comes from the cheapest source that
+has it (see `services.reporting.placing`): whole months from
+``reporting_unit_months``, single days from ``reporting_unit_days`` (``VN`` and
+provinces), anything else from the branches' own tallies, grouped by the unit
+they sit at (leaves) or under (districts). Every figure of one answer is read in
+one transaction (a snapshot), so ``value == Σ children + unmapped`` holds inside
+every answer, not only when quiet.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -31,8 +33,7 @@ from services.reporting.domain import (
     attainment_pct,
     lagging,
 )
-from services.reporting.domain.periods import month_key
-from services.reporting.placing import NATIONAL, Placer
+from services.reporting.placing import NATIONAL, Placer, columns
 from services.reporting.series import ADMITTED_ALL
 from services.reporting.tables import MONTH_COLUMNS, TOTAL, UNMAPPED
 from shared.orgtree import TreeVersion, Unit
@@ -157,82 +158,97 @@ class RollupReader:
         buckets: Buckets,
         series: int,
     ) -> Sums:
-        """Total and unmapped of each unit over the buckets."""
+        """Total and unmapped of each unit over the buckets, from the cheapest source of each part."""
         sums = Sums.empty()
-        base = {"tree": tree, "series": series}
-        if buckets.months:
-            where, params = _between("month", buckets.months, "m")
-            rows = await connection.execute(
-                _expanding(
-                    "SELECT unit_id, part, sum(value) FROM reporting_unit_months "
-                    f"WHERE tree = :tree AND series = :series AND unit_id IN :units AND {where} "
-                    "GROUP BY unit_id, part",
-                    "units",
-                ),
-                {**base, **params, "units": list(unit_ids)},
-            )
-            for unit_id, part, value in rows:
-                sums.add(unit_id, part, int(value))
-        if buckets.days:
-            await self._day_sums(connection, tree, unit_ids, buckets.days, series, sums)
+        placer = self.placer
+        monthly = [u for u in unit_ids if placer.keeps_months(tree, u)]
+        daily = [u for u in unit_ids if placer.keeps_days(tree, u)]
+        from_tallies: dict[tuple[str, tuple[tuple[int, int], ...]], list[str]] = defaultdict(list)
+        for unit_id in unit_ids:
+            column = "anchor" if placer.is_leaf(tree, unit_id) else "district"
+            ranges = [] if unit_id in daily else list(buckets.days)
+            if unit_id not in monthly:
+                ranges = _month_days(buckets.months) + ranges
+            if ranges:
+                from_tallies[(column, tuple(_runs_of(ranges)))].append(unit_id)
+        await self._aggregate(
+            connection, "reporting_unit_months", "month", tree, monthly, buckets.months, series, sums
+        )
+        await self._aggregate(
+            connection, "reporting_unit_days", "day", tree, daily, buckets.days, series, sums
+        )
+        for (column, runs), units in from_tallies.items():
+            await self._tallies(connection, tree, column, units, list(runs), series, sums)
         return sums
 
-    async def _day_sums(
+    async def _aggregate(
         self,
         connection: AsyncConnection,
+        table: str,
+        bucket: str,
         tree: TreeVersion,
         unit_ids: Sequence[str],
-        days: Ranges,
+        ranges: Ranges,
         series: int,
         sums: Sums,
     ) -> None:
-        inner = [u for u in unit_ids if self.placer.keeps_days(tree, u)]
-        leaves = [u for u in unit_ids if not self.placer.keeps_days(tree, u)]
-        base = {"tree": tree, "series": series}
-        if inner:
-            where, params = _between("day", days, "d")
-            rows = await connection.execute(
-                _expanding(
-                    "SELECT unit_id, part, sum(value) FROM reporting_unit_days "
-                    f"WHERE tree = :tree AND series = :series AND unit_id IN :units AND {where} "
-                    "GROUP BY unit_id, part",
-                    "units",
-                ),
-                {**base, **params, "units": inner},
-            )
-            for unit_id, part, value in rows:
-                sums.add(unit_id, part, int(value))
-        if leaves:
-            where, params = _between("t.day", days, "d")
-            rows = await connection.execute(
-                _expanding(
-                    "SELECT p.anchor, p.mapped, sum(t.value) FROM reporting_placements p "
-                    "JOIN reporting_tallies t ON t.branch_id = p.branch_id "
-                    f"WHERE p.tree = :tree AND p.anchor IN :units AND t.series = :series AND {where} "
-                    "GROUP BY p.anchor, p.mapped",
-                    "units",
-                ),
-                {**base, **params, "units": leaves},
-            )
-            for anchor, mapped, value in rows:
-                sums.add(anchor, TOTAL, int(value))
-                if not mapped:
-                    sums.add(anchor, UNMAPPED, int(value))
+        if not unit_ids or not ranges:
+            return
+        where, params = _between(bucket, ranges, "r")
+        rows = await connection.execute(
+            _expanding(
+                f"SELECT unit_id, part, sum(value) FROM {table} "
+                f"WHERE tree = :tree AND series = :series AND unit_id IN :units AND {where} "
+                "GROUP BY unit_id, part",
+                "units",
+            ),
+            {"tree": tree, "series": series, "units": list(unit_ids), **params},
+        )
+        for unit_id, part, value in rows:
+            sums.add(unit_id, part, int(value))
+
+    async def _tallies(
+        self,
+        connection: AsyncConnection,
+        tree: TreeVersion,
+        column: str,
+        unit_ids: Sequence[str],
+        ranges: Ranges,
+        series: int,
+        sums: Sums,
+    ) -> None:
+        """Sums of the branches' own tallies, grouped by the unit they sit at (anchor) or under (district)."""
+        cols = columns(tree)
+        where, params = _between("t.day", ranges, "r")
+        rows = await connection.execute(
+            _expanding(
+                f"SELECT b.{cols[column]}, b.{cols['anchor']}, b.{cols['mapped']}, sum(t.value) "
+                "FROM reporting_branches b JOIN reporting_tallies t ON t.branch_id = b.branch_id "
+                f"WHERE b.{cols[column]} IN :units AND t.series = :series AND {where} "
+                f"GROUP BY b.{cols[column]}, b.{cols['anchor']}, b.{cols['mapped']}",
+                "units",
+            ),
+            {"series": series, "units": list(unit_ids), **params},
+        )
+        for unit_id, anchor, mapped, value in rows:
+            sums.add(unit_id, TOTAL, int(value))
+            if not mapped and anchor == unit_id:
+                sums.add(unit_id, UNMAPPED, int(value))
 
     async def branch_children(
         self, connection: AsyncConnection, tree: TreeVersion, unit_id: str, period: Period, series: int
     ) -> list[Child]:
         """Branches registered directly under the unit, zeros included, by id."""
+        cols = columns(tree)
         rows = await connection.execute(
             text(
-                "SELECT p.branch_id, b.name, "
-                "(SELECT sum(t.value) FROM reporting_tallies t WHERE t.branch_id = p.branch_id "
+                "SELECT b.branch_id, b.name, "
+                "(SELECT sum(t.value) FROM reporting_tallies t WHERE t.branch_id = b.branch_id "
                 " AND t.series = :series AND t.day BETWEEN :start AND :end) "
-                "FROM reporting_placements p JOIN reporting_branches b ON b.branch_id = p.branch_id "
-                "WHERE p.tree = :tree AND p.anchor = :unit AND p.mapped ORDER BY p.branch_id"
+                f"FROM reporting_branches b WHERE b.{cols['anchor']} = :unit AND b.{cols['mapped']} "
+                "ORDER BY b.branch_id"
             ),
             {
-                "tree": tree,
                 "unit": unit_id,
                 "series": series,
                 "start": period.start.toordinal(),
@@ -249,27 +265,27 @@ class RollupReader:
         return int(found or 0)
 
     def _members(self, tree: TreeVersion, unit: Unit) -> tuple[str, dict[str, Any]]:
-        """A join restricting ``a.branch_id`` to the branches whose chain passes the unit."""
+        """A condition on ``b`` (``reporting_branches``): its chain in `tree` passes the unit."""
         if unit.id == NATIONAL:
-            return "", {}
-        column = {"province": "province_id", "district": "district_id"}.get(unit.level, "anchor")
-        if unit.level == "district" and not self.placer.keeps_days(tree, unit.id):
-            column = "anchor"  # an island district is a leaf: its branches sit at it
-        join = (
-            "JOIN reporting_placements p ON p.branch_id = a.branch_id "
-            f"AND p.tree = :tree AND p.{column} = :unit "
-        )
-        return join, {"tree": tree, "unit": unit.id}
+            return "1 = 1", {}
+        cols = columns(tree)
+        if self.placer.is_leaf(tree, unit.id):
+            column = cols["anchor"]
+        else:
+            column = cols["province"] if unit.level == "province" else cols["district"]
+        return f"b.{column} = :unit", {"unit": unit.id}
 
     async def active_branches(
         self, connection: AsyncConnection, tree: TreeVersion, unit: Unit, period: Period
     ) -> int:
         """Branches under the unit with a positive count on some day of the period."""
-        join, params = self._members(tree, unit)
+        members, params = self._members(tree, unit)
         condition, bits = _activity_condition(period)
         counted = "count(*)" if period.start.year == period.end.year else "count(DISTINCT a.branch_id)"
+        join = "" if unit.id == NATIONAL else "JOIN reporting_branches b ON b.branch_id = a.branch_id "
         found = await connection.scalar(
-            text(f"SELECT {counted} FROM reporting_activity a {join}WHERE {condition}"), {**params, **bits}
+            text(f"SELECT {counted} FROM reporting_activity a {join}WHERE {condition} AND {members}"),
+            {**params, **bits},
         )
         return int(found or 0)
 
@@ -307,19 +323,17 @@ class RollupReader:
     ) -> list[tuple[LaggingBranch, str, str | None, str | None]]:
         """Branches under the unit with no admission in `years`: (branch, name, kind, commune)."""
         unit = self.unit(tree, unit_id)
-        join, params = self._members(tree, unit)
-        join = join.replace("a.branch_id", "b.branch_id") or (
-            "JOIN reporting_placements p ON p.branch_id = b.branch_id AND p.tree = :tree "
-        )
+        members, params = self._members(tree, unit)
+        cols = columns(tree)
         end = date(max(years), 12, 31).toordinal()
         rows = await connection.execute(
             text(
-                "SELECT b.branch_id, b.name, b.kind, p.anchor, p.mapped, "
+                f"SELECT b.branch_id, b.name, b.kind, b.{cols['anchor']}, b.{cols['mapped']}, "
                 "(SELECT max(t.day) FROM reporting_tallies t WHERE t.branch_id = b.branch_id "
                 " AND t.series = :series AND t.value > 0 AND t.day <= :end) "
-                f"FROM reporting_branches b {join}"
+                f"FROM reporting_branches b WHERE {members}"
             ),
-            {**params, "tree": tree, "series": ADMITTED_ALL, "end": end},
+            {**params, "series": ADMITTED_ALL, "end": end},
         )
         info: dict[str, tuple[str, str | None, str | None]] = {}
         last: dict[str, date] = {}
@@ -379,5 +393,21 @@ def _day_mask(year: int, month: int, first: date, last: date) -> int:
     return full & ~((1 << (low - 1)) - 1) & ((1 << high) - 1)
 
 
-def months_of(period: Period) -> Iterable[int]:
-    return range(month_key(period.start), month_key(period.end) + 1)
+def _month_days(months: Ranges) -> Ranges:
+    """Month-key ranges as day-ordinal ranges."""
+    return [(_first_day(low).toordinal(), _first_day(high + 1).toordinal() - 1) for low, high in months]
+
+
+def _first_day(key: int) -> date:
+    return date(key // 12, key % 12 + 1, 1)
+
+
+def _runs_of(ranges: Ranges) -> Ranges:
+    """Sorted ranges with touching ones merged."""
+    merged: Ranges = []
+    for low, high in sorted(ranges):
+        if merged and merged[-1][1] + 1 >= low:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged

@@ -3,14 +3,16 @@
 Storage shape (docs/reporting.md explains why):
 - ``reporting_tallies``: the truth, one row per (branch, local day, series) with the
   absolute ``value`` and the ``version`` that set it (value-based last-write-wins).
-- ``reporting_branches`` and ``reporting_placements``: each branch's latest
-  registration and, per tree, its anchor unit (``mapped`` or not) with the district
-  and province above it, so "branches under a unit" is one indexed filter.
+- ``reporting_branches``: each branch's latest registration and, per tree, its
+  placement: anchor unit, ``mapped`` or not, and the district and province on its
+  chain, so "branches under a unit" is one indexed filter and the fold reads a
+  branch's place in both trees with one row.
 - ``reporting_unit_months``: per (tree, unit, series, part, month) the sum of the
   counts of the branches whose chain passes the unit (``part`` 0) and of those
-  unmapped at the unit (``part`` 1), for every unit from commune up.
-- ``reporting_unit_days``: the same per day, only for units above the commune
-  level (their partial months); a commune's partial month sums its branches.
+  unmapped at the unit (``part`` 1), for every unit except the communes of a
+  district (a district's ~15 communes are summed from their branches' tallies).
+- ``reporting_unit_days``: the same per day, for ``VN`` and the provinces only
+  (their partial months); any other unit's partial month sums its branches.
 - ``reporting_activity``: per (branch, year) which days had any positive count
   (``m01``..``m12`` day bitmasks), for ``reporting.branches_with_events``.
 - ``reporting_unit_branches``: per (tree, unit) how many branches pass it.
@@ -49,20 +51,17 @@ branches: Final = sa.Table(
     sa.Column("parent_2025", sa.String(16), nullable=True),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("event_id", sa.String(256), nullable=True),
-)
-
-placements: Final = sa.Table(
-    "reporting_placements",
-    metadata,
-    _tree(),
-    sa.Column("branch_id", sa.String(128), primary_key=True),
-    sa.Column("anchor", sa.String(16), nullable=False),
-    sa.Column("mapped", sa.Boolean, nullable=False),
-    sa.Column("district_id", sa.String(16), nullable=True),
-    sa.Column("province_id", sa.String(16), nullable=True),
-    sa.Index("ix_reporting_placements_anchor", "tree", "anchor"),
-    sa.Index("ix_reporting_placements_district", "tree", "district_id"),
-    sa.Index("ix_reporting_placements_province", "tree", "province_id"),
+    sa.Column("anchor_legacy", sa.String(16), nullable=False),
+    sa.Column("mapped_legacy", sa.Boolean, nullable=False),
+    sa.Column("district_legacy", sa.String(16), nullable=True),
+    sa.Column("province_legacy", sa.String(16), nullable=True),
+    sa.Column("anchor_2025", sa.String(16), nullable=False),
+    sa.Column("mapped_2025", sa.Boolean, nullable=False),
+    sa.Column("province_2025", sa.String(16), nullable=True),
+    *(
+        sa.Index(f"ix_reporting_branches_{column}", column)
+        for column in ("anchor_legacy", "district_legacy", "province_legacy", "anchor_2025", "province_2025")
+    ),
 )
 
 tallies: Final = sa.Table(

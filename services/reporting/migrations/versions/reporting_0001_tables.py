@@ -31,19 +31,16 @@ def upgrade() -> None:
         sa.Column("parent_2025", sa.String(16), nullable=True),
         sa.Column("registered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("event_id", sa.String(256), nullable=True),
+        sa.Column("anchor_legacy", sa.String(16), nullable=False),
+        sa.Column("mapped_legacy", sa.Boolean, nullable=False),
+        sa.Column("district_legacy", sa.String(16), nullable=True),
+        sa.Column("province_legacy", sa.String(16), nullable=True),
+        sa.Column("anchor_2025", sa.String(16), nullable=False),
+        sa.Column("mapped_2025", sa.Boolean, nullable=False),
+        sa.Column("province_2025", sa.String(16), nullable=True),
     )
-    op.create_table(
-        "reporting_placements",
-        _tree(),
-        sa.Column("branch_id", sa.String(128), primary_key=True),
-        sa.Column("anchor", sa.String(16), nullable=False),
-        sa.Column("mapped", sa.Boolean, nullable=False),
-        sa.Column("district_id", sa.String(16), nullable=True),
-        sa.Column("province_id", sa.String(16), nullable=True),
-    )
-    op.create_index("ix_reporting_placements_anchor", "reporting_placements", ["tree", "anchor"])
-    op.create_index("ix_reporting_placements_district", "reporting_placements", ["tree", "district_id"])
-    op.create_index("ix_reporting_placements_province", "reporting_placements", ["tree", "province_id"])
+    for column in ("anchor_legacy", "district_legacy", "province_legacy", "anchor_2025", "province_2025"):
+        op.create_index(f"ix_reporting_branches_{column}", "reporting_branches", [column])
     op.create_table(
         "reporting_tallies",
         sa.Column("branch_id", sa.String(128), primary_key=True),
@@ -131,7 +128,6 @@ def downgrade() -> None:
         "reporting_unit_days",
         "reporting_unit_months",
         "reporting_tallies",
-        "reporting_placements",
         "reporting_branches",
     ):
         op.drop_table(name)
