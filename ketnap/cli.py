@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -111,13 +110,15 @@ def generate(
 ) -> None:
     """A synthetic national feed of events as NDJSON: branches, targets, then candidates."""
     import sys
+    from datetime import datetime
 
-    from ketnap.generate import GeneratorConfig, generate, parse_years
+    from ketnap.generate import GeneratorConfig, generate, parse_now, parse_years
+    from ketnap.generate.clock import VN_OFFSET
     from ketnap.generate.ndjson import write_ndjson
 
     try:
         first, last = parse_years(years)
-        config = GeneratorConfig(_parse_now(now), seed, scale, first, last, mess)
+        config = GeneratorConfig(parse_now(now, datetime.now(VN_OFFSET)), seed, scale, first, last, mess)
     except ValueError as bad:
         raise typer.BadParameter(str(bad)) from bad
     if out == "-":
@@ -128,18 +129,6 @@ def generate(
     expect = ", ".join(f"{k} {v:,}" for k, v in written.expect.most_common())
     speed = f"{written.seconds:.1f} s ({written.per_second:,.0f} events/s)"
     typer.echo(f"{written.events:,} events in {speed}: {expect}", err=True)
-
-
-def _parse_now(text: str | None) -> datetime:
-    """An aware instant; a bare date means 00:00 that day in Vietnam, a naive time is Vietnamese."""
-    vn = timezone(timedelta(hours=7))
-    if text is None:
-        return datetime.now(vn)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as bad:
-        raise ValueError(f"--now {text!r}: not an ISO date or date-time") from bad
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=vn)
 
 
 @app.command()
@@ -156,6 +145,7 @@ def demo(
     quota_port: int = SERVICE_PORTS["quota"],
     reporting_port: int = SERVICE_PORTS["reporting"],
     concurrency: Annotated[int, typer.Option(min=1, max=8, help="Requests in flight.")] = 3,
+    drain_timeout: Annotated[float, typer.Option(help="Longest wait for the consumers, seconds.")] = 300.0,
 ) -> None:
     """``up`` plus a synthetic national feed, then a summary; the system keeps running until Ctrl-C."""
     from ketnap.demo import DemoOptions, run_demo
@@ -167,6 +157,7 @@ def demo(
         raise typer.BadParameter(str(bad)) from bad
     ports = {"intake": intake_port, "quota": quota_port, "reporting": reporting_port}
     options = DemoOptions(data_dir, kafka_port, ports, scale, first, last, seed, not no_wait, concurrency)
+    options.drain_timeout_s = drain_timeout
     raise typer.Exit(run_demo(options))
 
 

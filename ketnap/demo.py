@@ -44,7 +44,7 @@ err = Console(stderr=True)
 out = Console()
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoOptions:
     data_dir: Path
     kafka_port: int

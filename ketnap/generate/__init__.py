@@ -9,7 +9,7 @@
 See docs/demo.md for the figures it is calibrated on and the mess it contains.
 """
 
-from ketnap.generate.config import GeneratorConfig, parse_years
+from ketnap.generate.config import GeneratorConfig, parse_now, parse_years
 from ketnap.generate.feed import candidate_feed, generate, reference_feed
 from ketnap.generate.plan import Plan, make_plan
 from ketnap.generate.wire import ACCEPTED, DUPLICATE, NATIONAL, Emitted
@@ -24,6 +24,7 @@ __all__ = [
     "candidate_feed",
     "generate",
     "make_plan",
+    "parse_now",
     "parse_years",
     "reference_feed",
 ]

@@ -23,6 +23,17 @@ def parse_years(text: str) -> tuple[int, int]:
     return first, last
 
 
+def parse_now(text: str | None, default: datetime) -> datetime:
+    """``--now``: an ISO date (00:00 that day in Vietnam) or date-time (naive means Vietnamese)."""
+    if text is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as bad:
+        raise ValueError(f"now {text!r}: not an ISO date or date-time") from bad
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=clock.VN_OFFSET)
+
+
 @dataclass(frozen=True, slots=True)
 class GeneratorConfig:
     """One feed. Invariants: 0 < scale <= 1, first_year <= last_year, ``now`` is aware.

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ketnap.generate import Emitted, GeneratorConfig, generate, make_plan, parse_years
+from ketnap.generate import Emitted, GeneratorConfig, generate, make_plan, parse_now, parse_years
 from ketnap.generate.branches import kinds, make_branches, split_name
 from ketnap.generate.clock import VN_OFFSET, from_datetime, iso
 from ketnap.generate.ndjson import write_ndjson
@@ -194,3 +194,13 @@ def test_decisions_fall_on_working_days_in_office_hours(feed: list[Emitted]) -> 
         if item.type.startswith("vn.ketnap.candidate."):
             since_midnight = when - when.replace(hour=0, minute=0)
             assert timedelta(hours=7, minutes=30) <= since_midnight <= timedelta(hours=17)
+
+
+def test_now_parses_dates_and_times_in_vietnamese_time() -> None:
+    default = datetime(2030, 1, 1, tzinfo=VN_OFFSET)
+    assert parse_now(None, default) == default
+    assert parse_now("2026-11-22", default) == datetime(2026, 11, 22, tzinfo=VN_OFFSET)
+    assert parse_now("2026-11-22T09:30:00Z", default).hour == 9
+    assert parse_now("2026-11-22T09:30", default).utcoffset() == timedelta(hours=7)
+    with pytest.raises(ValueError, match="ISO"):
+        parse_now("yesterday", default)
