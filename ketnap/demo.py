@@ -49,7 +49,7 @@ class DemoOptions:
     data_dir: Path
     kafka_port: int
     ports: dict[str, int]
-    scale: float = 0.02
+    scale: float = 0.01
     first_year: int = 2020
     last_year: int = 2026
     seed: int = 1
