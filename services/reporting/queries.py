@@ -321,7 +321,7 @@ class RollupReader:
     async def lagging(
         self, connection: AsyncConnection, tree: TreeVersion, unit_id: str, years: Sequence[int]
     ) -> list[tuple[LaggingBranch, str, str | None, str | None]]:
-        """Branches under the unit with no admission in `years`: (branch, name, kind, commune)."""
+        """Registered branches under the unit with no admission in `years`: (branch, name, kind, commune)."""
         unit = self.unit(tree, unit_id)
         members, params = self._members(tree, unit)
         cols = columns(tree)
@@ -331,7 +331,7 @@ class RollupReader:
                 f"SELECT b.branch_id, b.name, b.kind, b.{cols['anchor']}, b.{cols['mapped']}, "
                 "(SELECT max(t.day) FROM reporting_tallies t WHERE t.branch_id = b.branch_id "
                 " AND t.series = :series AND t.value > 0 AND t.day <= :end) "
-                f"FROM reporting_branches b WHERE {members}"
+                f"FROM reporting_branches b WHERE {members} AND b.registered_at IS NOT NULL"
             ),
             {**params, "series": ADMITTED_ALL, "end": end},
         )

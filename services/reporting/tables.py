@@ -18,7 +18,9 @@ Storage shape (docs/reporting.md explains why):
 - ``reporting_unit_branches``: per (tree, unit) how many branches pass it.
 - ``reporting_targets``: the winning target per key ((time, event id) latest wins).
 - ``reporting_dirty`` / ``reporting_feed_versions``: the rollups feed's dirty
-  (tree, anchor, month) marks and each document key's last version.
+  (tree, region, month) marks, and per document key the last version, a digest of
+  its content (unchanged documents are not sent again) and when it was sent.
+- ``reporting_outbox`` and ``reporting_consumer_offsets``: the shared plumbing's.
 
 Days are ``date.toordinal()``, months ``year * 12 + month - 1`` (the domain's
 ``month_key``), a (metric, category) pair is one small ``series`` number.
@@ -29,6 +31,8 @@ from __future__ import annotations
 from typing import Final
 
 import sqlalchemy as sa
+
+from shared.outbox import outbox_table
 
 metadata: Final = sa.MetaData()
 
@@ -83,6 +87,7 @@ unit_months: Final = sa.Table(
     sa.Column("part", sa.SmallInteger, primary_key=True),
     sa.Column("month", sa.Integer, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Index("ix_reporting_unit_months_doc", "tree", "unit_id", "month"),
 )
 
 unit_days: Final = sa.Table(
@@ -141,4 +146,8 @@ feed_versions: Final = sa.Table(
     sa.Column("unit_id", sa.String(16), primary_key=True),
     sa.Column("month", sa.Integer, primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.String(32), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+outbox: Final = outbox_table(metadata, "reporting")

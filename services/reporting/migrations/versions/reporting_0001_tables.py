@@ -59,6 +59,7 @@ def upgrade() -> None:
             sa.Column(bucket, sa.Integer, primary_key=True),
             sa.Column("value", sa.BigInteger, nullable=False),
         )
+    op.create_index("ix_reporting_unit_months_doc", "reporting_unit_months", ["tree", "unit_id", "month"])
     op.create_table(
         "reporting_activity",
         sa.Column("branch_id", sa.String(128), primary_key=True),
@@ -95,6 +96,8 @@ def upgrade() -> None:
         sa.Column("unit_id", sa.String(16), primary_key=True),
         sa.Column("month", sa.Integer, primary_key=True),
         sa.Column("version", sa.BigInteger, nullable=False),
+        sa.Column("digest", sa.String(32), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
         "reporting_consumer_offsets",
