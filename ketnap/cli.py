@@ -107,14 +107,15 @@ def generate(
     ] = None,
     out: Annotated[str, typer.Option(help="NDJSON file to write, or - for stdout.")] = "-",
     mess: Annotated[bool, typer.Option(help="Include late, repeated, corrected and invalid events.")] = True,
+    jobs: Annotated[int, typer.Option(min=1, help="Processes making candidate events (same output).")] = 2,
 ) -> None:
     """A synthetic national feed of events as NDJSON: branches, targets, then candidates."""
     import sys
     from datetime import datetime
 
-    from ketnap.generate import GeneratorConfig, generate, parse_now, parse_years
+    from ketnap.generate import GeneratorConfig, parse_now, parse_years
     from ketnap.generate.clock import VN_OFFSET
-    from ketnap.generate.ndjson import write_ndjson
+    from ketnap.generate.ndjson import write_feed
 
     try:
         first, last = parse_years(years)
@@ -122,10 +123,10 @@ def generate(
     except ValueError as bad:
         raise typer.BadParameter(str(bad)) from bad
     if out == "-":
-        written = write_ndjson(generate(config), sys.stdout.buffer)
+        written = write_feed(config, sys.stdout.buffer, jobs)
     else:
         with open(out, "wb") as stream:
-            written = write_ndjson(generate(config), stream)
+            written = write_feed(config, stream, jobs)
     expect = ", ".join(f"{k} {v:,}" for k, v in written.expect.most_common())
     speed = f"{written.seconds:.1f} s ({written.per_second:,.0f} events/s)"
     typer.echo(f"{written.events:,} events in {speed}: {expect}", err=True)

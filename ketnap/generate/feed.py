@@ -180,17 +180,23 @@ def _moment_of(event: dict[str, Any]) -> int:
 
 def candidate_feed(config: GeneratorConfig, plan: Plan) -> Iterator[Emitted]:
     """Every candidate event, district by district, each district in send order."""
-    mint, rates = IdMint(config.seed), rates_of(config)
+    for index in range(len(plan.groups)):
+        yield from group_candidates(config, plan, index)
+
+
+def group_candidates(config: GeneratorConfig, plan: Plan, index: int) -> Iterator[Emitted]:
+    """The candidate events of one 2025 province: independent of the others (its legacy provinces
+    are whole, so are their candidate numbers), hence the same whether generated alone or in turn."""
+    mint, rates, group = IdMint(config.seed), rates_of(config), plan.groups[index]
     subjects = _Subjects()
-    foreign = _foreign_branches(config.seed, plan)
-    first = next(plan.sites(), None)
-    for group in plan.groups:
-        for _, sites in itertools.groupby(group.sites, key=lambda s: s.district_id):
-            chunk = Chunk()
-            for site in sites:
-                context = _Context(config, mint, rates, group.province_id, foreign.get(group.province_id))
-                _SiteFeed(context, site, chunk, subjects, showcase=site is first).run()
-            yield from chunk.drain()
+    foreign = _foreign_branches(config.seed, plan).get(group.province_id)
+    first = plan.groups[0].sites[0]
+    for _, sites in itertools.groupby(group.sites, key=lambda s: s.district_id):
+        chunk = Chunk()
+        for site in sites:
+            context = _Context(config, mint, rates, group.province_id, foreign)
+            _SiteFeed(context, site, chunk, subjects, showcase=site is first).run()
+        yield from chunk.drain()
 
 
 class _Subjects:
@@ -210,10 +216,8 @@ def _foreign_branches(seed: int, plan: Plan) -> dict[str, str]:
     groups = plan.groups
     if len(groups) < 2:
         return {}
-    return {
-        g.province_id: describe(seed, groups[(i + 1) % len(groups)].sites[0]).branches[0].id
-        for i, g in enumerate(groups)
-    }
+    firsts = [g.sites[0].legacy_id for g in groups]
+    return {g.province_id: f"B-{firsts[(i + 1) % len(groups)]}-01" for i, g in enumerate(groups)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,3 +204,15 @@ def test_now_parses_dates_and_times_in_vietnamese_time() -> None:
     assert parse_now("2026-11-22T09:30", default).utcoffset() == timedelta(hours=7)
     with pytest.raises(ValueError, match="ISO"):
         parse_now("yesterday", default)
+
+
+def test_parallel_output_is_byte_for_byte_the_sequential_one(trees: OrgTrees) -> None:
+    from ketnap.generate.ndjson import write_feed
+
+    config = GeneratorConfig(now=NOW, seed=4, scale=0.003, first_year=2025, last_year=2025)
+    one, two = io.BytesIO(), io.BytesIO()
+    written = write_feed(config, one, jobs=1)
+    assert write_feed(config, two, jobs=2).expect == written.expect
+    assert one.getvalue() == two.getvalue()
+    expected = b"".join(orjson.dumps(i.event) + b"\n" for i in generate(config, trees))
+    assert one.getvalue() == expected
