@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, get_args
 
@@ -69,13 +70,19 @@ class TokenScope:
             return True
         if unit_id == "VN":
             return False
-        return org.province_of(unit_id) in (self.legacy if tree == "legacy" else self.v2025)
+        return province_of(org, unit_id) in (self.legacy if tree == "legacy" else self.v2025)
 
     def describe(self) -> list[str]:
         """A loggable, token-free description: ``["*"]`` or ``["legacy:P10", "2025:P15", ...]``."""
         if self.national:
             return [NATIONAL]
         return [f"{tree}:{p}" for tree in TREES for p in sorted(self.provinces[tree])]
+
+
+@lru_cache(maxsize=1 << 16)
+def province_of(org: OrgTree, unit_id: str) -> str:
+    """``org.province_of``, memoised: trees are immutable and this is asked for every event."""
+    return org.province_of(unit_id)
 
 
 def unknown_entries(entries: Iterable[str], trees: OrgTrees) -> list[str]:

@@ -6,6 +6,7 @@ bad ``KETNAP_TOKENS`` entry is a start-up error naming the entry (never the toke
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -34,6 +35,19 @@ def token_scopes(settings: Settings, trees: OrgTrees) -> dict[Scope, TokenScope]
     return parsed
 
 
+def tune_garbage_collector() -> None:
+    """Freeze what start-up built (org trees, models) and collect young objects less often.
+
+    A 5,000-event request allocates hundreds of thousands of short-lived objects; with the
+    defaults the cyclic collector rescans the ~100k long-lived start-up objects again and
+    again and takes a third of the request's CPU. Our garbage is acyclic and freed by
+    reference counting, so collecting rarely costs little memory.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -52,6 +66,7 @@ def create_app(
             app.state.intake = Intake(
                 IntakeStore(resources.engine), resources.producer, trees, publish_timeout_s, clock
             )
+            tune_garbage_collector()
             yield
 
     app = create_service_app(

@@ -18,10 +18,10 @@ from typing import Final
 
 from aiokafka import AIOKafkaProducer
 
-from services.intake.domain.decide import Plan, decide, inspect, lookups
+from services.intake.domain.decide import Inspected, Plan, decide, inspect, lookups
 from services.intake.metrics import PUBLISH_SECONDS
 from services.intake.publisher import publish
-from services.intake.store import IntakeStore
+from services.intake.store import Claim, IntakeStore, StoreConnection
 from shared.orgtree import OrgTrees
 from shared.scope import TokenScope
 
@@ -52,25 +52,34 @@ class Intake:
     ) -> Plan:
         """Judge, then (unless a dry run) claim, publish and record the accepted events."""
         inspected = inspect(items)
+        async with self.store.connection() as db:
+            plan, now, claim = await self._judge_and_claim(db, inspected, scope, dry_run=dry_run)
+            if claim is None:
+                return plan
+            started = time.perf_counter()
+            await publish(
+                self.producer,
+                plan.accepted,
+                recorded=now,
+                correlation_id=correlation_id,
+                within_s=self.publish_timeout_s,
+            )
+            PUBLISH_SECONDS.observe(time.perf_counter() - started)
+            await db.commit(claim, plan.accepted, now)
+        return plan
+
+    async def _judge_and_claim(
+        self, db: StoreConnection, inspected: list[Inspected], scope: TokenScope, *, dry_run: bool
+    ) -> tuple[Plan, datetime, Claim | None]:
+        """The plan and, if anything is to be published, this request's claim on its ids."""
         wanted = lookups(inspected)
         for _attempt in range(MAX_CLAIM_ATTEMPTS):
             now = self.clock()
-            plan = decide(inspected, await self.store.load(wanted), scope, self.trees, now)
+            plan = decide(inspected, await db.load(wanted), scope, self.trees, now)
             if dry_run or not plan.accepted:
-                return plan
+                return plan, now, None
+            claim = await db.claim(plan.accepted, now)
+            if not claim.lost:
+                return plan, now, claim
             # Ids another replica claimed since the lookup: judge again with what it wrote.
-            if not await self.store.claim(plan.accepted, now):
-                break
-        else:
-            raise ConcurrentWriters("ids were claimed concurrently by another writer")
-        started = time.perf_counter()
-        await publish(
-            self.producer,
-            plan.accepted,
-            recorded=now,
-            correlation_id=correlation_id,
-            within_s=self.publish_timeout_s,
-        )
-        PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        await self.store.commit(plan.accepted, now)
-        return plan
+        raise ConcurrentWriters("ids were claimed concurrently by another writer")

@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.intake.domain.decide import Accepted
 from shared.topics import CLOUDEVENTS_CONTENT_TYPE, CORRELATION_HEADER
+
+_PARTITIONER: Final = DefaultPartitioner()
 
 
 class BrokerUnavailable(Exception):
@@ -49,16 +53,42 @@ async def publish(
         (CORRELATION_HEADER, correlation_id.encode()),
     ]
     stamp = rfc3339_utc(recorded)
-
-    async def send_all() -> None:
-        pending = [
-            await producer.send(a.topic, cloudevent_value(a, stamp), key=a.key.encode(), headers=headers)
-            for a in accepted
-        ]
-        await asyncio.gather(*pending)
-
     try:
         async with asyncio.timeout(within_s):
-            await send_all()
+            pending = await _send_batches(producer, accepted, stamp, headers)
+            await asyncio.gather(*pending)
     except (TimeoutError, KafkaError) as failed:
         raise BrokerUnavailable(f"{type(failed).__name__}: no ack from the broker in time") from failed
+
+
+async def _send_batches(
+    producer: AIOKafkaProducer, accepted: Sequence[Accepted], stamp: str, headers: list[tuple[str, bytes]]
+) -> list[asyncio.Future[object]]:
+    """Fill one record batch per partition (a new one when full) and hand each to the producer.
+
+    Batching here rather than calling ``send`` per event saves most of the per-message cost;
+    the partition is the Java client's murmur2 of the key, as ``send`` would choose it.
+    """
+    partitions = {t: sorted(await producer.partitions_for(t)) for t in {a.topic for a in accepted}}
+    open_batches: dict[tuple[str, int], Any] = {}
+    pending: list[asyncio.Future[object]] = []
+    for each in accepted:
+        key, value = each.key.encode(), cloudevent_value(each, stamp)
+        where = (each.topic, _PARTITIONER(key, partitions[each.topic], []))
+        batch = open_batches.get(where)
+        if batch is None or batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            if batch is not None:
+                pending.append(await _submit(producer, batch, *where))
+            batch = open_batches[where] = producer.create_batch()
+            batch.append(timestamp=None, key=key, value=value, headers=headers)
+    for (topic, partition), batch in open_batches.items():
+        pending.append(await _submit(producer, batch, topic, partition))
+    return pending
+
+
+async def _submit(
+    producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+) -> asyncio.Future[object]:
+    batch.close()  # a closed batch is sent at once: no linger for a request that is waiting on it
+    future: asyncio.Future[object] = await producer.send_batch(batch, topic, partition=partition)
+    return future

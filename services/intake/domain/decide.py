@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, cast
 
 from services.intake.domain.registry import Attribution, BranchHistory, Placement
 from services.intake.domain.validation import Refusal, content_hash, item_id, validate_item
@@ -35,10 +35,14 @@ from shared.events import (
     short_type,
 )
 from shared.orgtree import OrgTrees, TreeVersion, local_date, tree_in_force
-from shared.scope import TokenScope
+from shared.scope import TokenScope, province_of
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 
 FUTURE_TOLERANCE: Final = timedelta(minutes=5)
+REGISTERED: Final = "vn.ketnap.org.branch_registered"
+TARGET_SET: Final = "vn.ketnap.target.set"
+VOIDED: Final = "vn.ketnap.candidate.voided"
+TRANSFERRED: Final = "vn.ketnap.candidate.transferred"
 ACCEPTED: Final = "accepted"
 DUPLICATE: Final = "duplicate"
 REJECTED: Final = "rejected"
@@ -60,7 +64,7 @@ def inspect(items: Sequence[object]) -> list[Inspected]:
     out = []
     for item in items:
         checked = validate_item(item)
-        event, refusal = (checked, None) if isinstance(checked, Envelope) else (None, checked)
+        event, refusal = (None, checked) if isinstance(checked, Refusal) else (checked, None)
         out.append(Inspected(item, item_id(item), event, refusal, content_hash(item)))
     return out
 
@@ -97,12 +101,13 @@ def lookups(inspected: Sequence[Inspected]) -> Lookups:
         if each.event is None:
             continue
         events.add(each.event.id)
-        data = each.event.data
-        if isinstance(data, CandidateVoided):
-            events.add(data.voids)
-        elif isinstance(data, CandidateTransferred):
-            branches |= {data.from_branch_id, data.to_branch_id}
-        elif not isinstance(data, TargetSet):
+        data, kind = each.event.data, each.event.type
+        if kind == VOIDED:
+            events.add(cast(CandidateVoided, data).voids)
+        elif kind == TRANSFERRED:
+            moved = cast(CandidateTransferred, data)
+            branches |= {moved.from_branch_id, moved.to_branch_id}
+        elif kind != TARGET_SET:
             branches.add(data.branch_id)  # type: ignore[attr-defined]  # every other type has one
     return Lookups(frozenset(events), frozenset(branches))
 
@@ -167,7 +172,7 @@ def decide(
 
 
 def _is_void(event: Envelope) -> bool:
-    return isinstance(event.data, CandidateVoided)
+    return event.type == VOIDED
 
 
 class _Judge:
@@ -217,23 +222,33 @@ class _Judge:
     def _admit(self, index: int, each: Inspected, event: Envelope, *, was_pending: bool) -> Accepted:
         if event.time > self.now + FUTURE_TOLERANCE:
             raise _Rejection("future_time", f"time {event.time.isoformat()} is more than 5 minutes ahead")
-        data = event.data
+        data, kind = event.data, event.type  # dispatch on the type string: isinstance on models is slow
         placement: Placement | None = None
-        if isinstance(data, BranchRegistered):
-            placement, attribution = self._registration(event, data)
-            topic, key, branch_id = REFERENCE_EVENTS, data.branch_id, data.branch_id
-        elif isinstance(data, TargetSet):
-            attribution = self._target(event, data)
-            topic, key, branch_id = REFERENCE_EVENTS, data.unit_id, None
-        elif isinstance(data, CandidateVoided):
-            branch_id, attribution = self._void(data)
+        if kind == REGISTERED:
+            registered = cast(BranchRegistered, data)
+            placement, attribution = self._registration(event, registered)
+            topic, key, branch_id = REFERENCE_EVENTS, registered.branch_id, registered.branch_id
+        elif kind == TARGET_SET:
+            target = cast(TargetSet, data)
+            attribution = self._target(event, target)
+            topic, key, branch_id = REFERENCE_EVENTS, target.unit_id, None
+        elif kind == VOIDED:
+            branch_id, attribution = self._void(cast(CandidateVoided, data))
             topic, key = CANDIDATE_EVENTS, _subject(event)
         else:
             branch_id, attribution = self._candidate(event)
             topic, key = CANDIDATE_EVENTS, _subject(event)
-        assert isinstance(each.item, dict)
         return Accepted(
-            index, each.item, event, each.hash, topic, key, branch_id, attribution, placement, was_pending
+            index,
+            cast(dict[str, object], each.item),
+            event,
+            each.hash,
+            topic,
+            key,
+            branch_id,
+            attribution,
+            placement,
+            was_pending,
         )
 
     def _remember(self, accepted: Accepted) -> None:
@@ -282,9 +297,10 @@ class _Judge:
 
     def _candidate(self, event: Envelope) -> tuple[str, Attribution]:
         data = event.data
-        if isinstance(data, CandidateTransferred):
-            self._history(data.to_branch_id, "to_branch_id")
-            branch_id = data.from_branch_id
+        if event.type == TRANSFERRED:
+            moved = cast(CandidateTransferred, data)
+            self._history(moved.to_branch_id, "to_branch_id")
+            branch_id = moved.from_branch_id
         else:
             branch_id = data.branch_id  # type: ignore[attr-defined]  # every other candidate type has one
         history = self._history(branch_id, "branch_id")
@@ -327,7 +343,7 @@ class _Judge:
             return "unknown"
         if attribution.unit_id == "VN":
             return "VN"
-        return self.trees[attribution.tree].province_of(attribution.unit_id)
+        return province_of(self.trees[attribution.tree], attribution.unit_id)
 
 
 def _registration_attribution(at: datetime, named: list[tuple[TreeVersion, str]]) -> Attribution:

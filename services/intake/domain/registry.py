@@ -65,11 +65,15 @@ class BranchHistory:
 
     def parent(self, tree: TreeVersion, at: datetime) -> str | None:
         """The parent in ``tree`` at instant ``at`` (see the module invariants); None if never named."""
-        naming = [p for p in self.placements if p.parent(tree) is not None]
-        if not naming:
-            return None
-        valid = [p for p in naming if p.valid_from <= at]
-        return (valid[-1] if valid else naming[0]).parent(tree)
+        earliest = None
+        for placement in reversed(self.placements):  # newest first
+            unit = placement.legacy if tree == "legacy" else placement.v2025
+            if unit is None:
+                continue
+            if placement.valid_from <= at:
+                return unit
+            earliest = unit
+        return earliest
 
     def attribution(self, at: datetime, trees: OrgTrees) -> Attribution | None:
         """Where an event of this branch dated ``at`` counts; None if the branch has no unit for it."""

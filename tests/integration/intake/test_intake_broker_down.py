@@ -11,7 +11,8 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from services.intake.store import events as events_table
+from services.intake.tables import claims
+from services.intake.tables import events as events_table
 from shared.db import make_engine
 from shared.embedded_broker import EmbeddedBroker
 from shared.topics import CANDIDATE_EVENTS
@@ -91,10 +92,9 @@ async def pending_ids(database_url: str, ids: set[str]) -> set[str]:
     engine = make_engine(database_url)
     try:
         async with engine.connect() as connection:
+            unpublished = events_table.c.claim_id.not_in(select(claims.c.claim_id))
             rows = await connection.execute(
-                select(events_table.c.id).where(
-                    events_table.c.id.in_(ids), events_table.c.status == "pending"
-                )
+                select(events_table.c.id).where(events_table.c.id.in_(ids), unpublished)
             )
             return {row.id for row in rows}
     finally:

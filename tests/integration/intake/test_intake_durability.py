@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.intake.store import branches, history
+from services.intake.tables import branches, history
 from shared.db import make_engine
 from shared.embedded_broker import EmbeddedBroker
 from shared.topics import CANDIDATE_EVENTS

@@ -1,4 +1,4 @@
-"""Intake tables: event ids (idempotency), the branch registry and its history.
+"""Intake tables: event ids and claims (idempotency), the branch registry and its history.
 
 Revision ID: intake_0001
 Revises:
@@ -20,14 +20,19 @@ def upgrade() -> None:
         "intake_events",
         sa.Column("id", sa.String(256), primary_key=True),
         sa.Column("content_hash", sa.LargeBinary(32), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("claim_id", sa.String(32), nullable=False),
         sa.Column("type", sa.String(128), nullable=False),
         sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("branch_id", sa.String(128), nullable=True),
         sa.Column("unit_id", sa.String(16), nullable=True),
         sa.Column("unit_tree", sa.String(8), nullable=True),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_table(
+        "intake_claims",
+        sa.Column("claim_id", sa.String(32), primary_key=True),
+        sa.Column("events", sa.Integer, nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
         "intake_branches",
@@ -56,4 +61,5 @@ def downgrade() -> None:
     op.drop_index("ix_intake_branch_history_branch", table_name="intake_branch_history")
     op.drop_table("intake_branch_history")
     op.drop_table("intake_branches")
+    op.drop_table("intake_claims")
     op.drop_table("intake_events")

@@ -1,0 +1,211 @@
+"""Intake: accepted events/s with 5,000-event batches, and single-event latency at 200 req/s.
+
+The intake runs as its own process (``python -m ketnap intake``, uvicorn + uvloop), on
+the embedded Tansu broker and a fresh PostgreSQL database (SQLite when there is none),
+exactly as ``ketnap up`` runs it; this process is only the HTTP client, over loopback.
+
+- ``intake_events_per_s``: accepted events per second, from the first request sent to
+  the last answer, NDJSON batches of 5,000 new candidate events, a few requests in
+  flight; every answer is ``202`` with everything accepted (HTTP in -> broker ack ->
+  database commit -> answer), or the run fails.
+- ``intake_p50_ms`` / ``intake_p99_ms``: latency of single-event requests sent open
+  loop at 200 req/s (a request leaves on schedule whether or not the previous one
+  has been answered), measured from the scheduled send time to the answer.
+
+``python -m benchmarks.intake [--quick]`` prints the figures; the harness calls ``run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from benchmarks.common import broker, fresh_database, percentile
+from shared.embedded_broker import free_port
+from shared.orgtree import load_org_trees
+
+TOKEN = "bench-national-token-0123456789abcdef"
+BATCH = 5000
+BRANCHES = 500
+
+
+@contextmanager
+def intake_process(bootstrap: str, database_url: str, log: Path) -> Iterator[str]:
+    """``ketnap intake`` in a child process; yields its base URL once it is ready."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KETNAP_KAFKA_BOOTSTRAP": bootstrap,
+        "KETNAP_DATABASE_URL": database_url,
+        "KETNAP_HTTP_PORT": str(port),
+        "KETNAP_TOKENS": json.dumps({TOKEN: ["*"]}),
+        "KETNAP_LOG_LEVEL": "WARNING",
+    }
+    with log.open("ab") as out:
+        child = subprocess.Popen([sys.executable, "-m", "ketnap", "intake"], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, child)
+        yield url
+    finally:
+        child.terminate()
+        try:
+            child.wait(20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"the intake exited with {child.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the intake did not become ready")
+
+
+def _event(event_type: str, data: dict[str, Any], subject: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/deployments/bench",
+        "type": f"vn.ketnap.{event_type}",
+        "time": "2024-05-12T09:00:00+07:00",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    if subject is not None:
+        doc["subject"] = subject
+    return doc
+
+
+def registrations() -> list[dict[str, Any]]:
+    """Branches spread over the country (every 20th commune), in both trees."""
+    trees = load_org_trees()
+    communes = [u.id for u in trees.legacy.units("commune")][::20][:BRANCHES]
+    return [
+        _event(
+            "org.branch_registered",
+            {
+                "branch_id": f"B-{commune}-bench",
+                "name": "Chi bộ thôn 1",
+                "kind": "residential",
+                "parents": {"legacy": commune, "2025": trees.to_2025(commune) or None},
+            },
+        )
+        for commune in communes
+    ]
+
+
+def candidate_event(n: int, branch_ids: list[str]) -> dict[str, Any]:
+    subject = f"cand-{uuid.uuid4().hex[:12]}"
+    branch_id = branch_ids[n % len(branch_ids)]
+    if n % 2:
+        return _event("candidate.admitted", {"branch_id": branch_id, "decision_no": f"{n}-QĐ/ĐU"}, subject)
+    profile = {
+        "birth_year": 1990 + n % 15,
+        "sex": "female" if n % 3 else "male",
+        "categories": ["youth_union"],
+    }
+    return _event("candidate.sourced", {"branch_id": branch_id, "profile": profile}, subject)
+
+
+async def throughput(client: httpx.AsyncClient, branch_ids: list[str], batches: int, in_flight: int) -> float:
+    """Accepted events per second over ``batches`` NDJSON requests of 5,000 events."""
+    bodies = asyncio.Queue[bytes]()
+    for b in range(batches):
+        lines = (orjson.dumps(candidate_event(b * BATCH + i, branch_ids)) for i in range(BATCH))
+        bodies.put_nowait(b"\n".join(lines))
+    accepted = 0
+
+    async def worker() -> None:
+        nonlocal accepted
+        while not bodies.empty():
+            body = bodies.get_nowait()
+            response = await client.post(
+                "/v1/events", content=body, headers={"Content-Type": "application/x-ndjson"}
+            )
+            if response.status_code != 202 or response.json()["accepted"] != BATCH:
+                raise RuntimeError(f"batch not accepted: {response.status_code} {response.text[:300]}")
+            accepted += BATCH
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return accepted / (time.perf_counter() - started)
+
+
+async def latency(
+    client: httpx.AsyncClient, branch_ids: list[str], rate: float, seconds: float
+) -> list[float]:
+    """Milliseconds from each request's scheduled send time to its answer, open loop at ``rate``/s."""
+    events = [orjson.dumps(candidate_event(i, branch_ids)) for i in range(int(rate * seconds))]
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+    latencies: list[float] = []
+
+    async def one(i: int, body: bytes) -> None:
+        scheduled = start + i / rate
+        await asyncio.sleep(max(0.0, scheduled - loop.time()))
+        response = await client.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+        if response.status_code != 202:
+            raise RuntimeError(f"event not accepted: {response.status_code} {response.text[:300]}")
+        latencies.append((loop.time() - scheduled) * 1000)
+
+    await asyncio.gather(*(one(i, body) for i, body in enumerate(events)))
+    return latencies
+
+
+async def measure(url: str, quick: bool) -> dict[str, float]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
+        regs = registrations()
+        response = await client.post("/v1/events", json=regs)
+        if response.json()["accepted"] != len(regs):
+            raise RuntimeError(f"registrations not accepted: {response.text[:300]}")
+        branch_ids = [r["data"]["branch_id"] for r in regs]
+        await throughput(client, branch_ids, batches=1, in_flight=1)  # warm-up: connections, plans
+        per_s = await throughput(client, branch_ids, batches=6 if quick else 30, in_flight=3)
+        await latency(client, branch_ids, rate=200, seconds=1)  # warm-up
+        latencies = await latency(client, branch_ids, rate=200, seconds=5 if quick else 20)
+    return {
+        "intake_events_per_s": per_s,
+        "intake_p50_ms": percentile(latencies, 50),
+        "intake_p99_ms": percentile(latencies, 99),
+    }
+
+
+def run(quick: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="ketnap-bench-intake-") as tmp:
+        workdir = Path(tmp)
+        with (
+            broker() as running,
+            fresh_database(workdir, "intake") as database_url,
+            intake_process(running.bootstrap, database_url, workdir / "intake.log") as url,
+        ):
+            return asyncio.run(measure(url, quick))
+
+
+if __name__ == "__main__":
+    figures = run("--quick" in sys.argv[1:])
+    for name, value in figures.items():
+        print(f"{name:22s} {value:12,.2f}")
