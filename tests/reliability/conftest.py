@@ -1,0 +1,110 @@
+"""Fixtures of the reliability campaign: a cluster per scenario, and the table of figures.
+
+Every scenario records one :class:`~tests.reliability.harness.Figures` line in the
+session's book *before* it asserts, so a failing scenario still reports its figures.
+At the end of the session the table is printed; with ``KETNAP_RELIABILITY_FULL=1``
+it is also written to ``tests/reliability/results/latest.md`` (copied into
+docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEST_DATABASE_URL, fresh_database_url
+from tests.reliability.harness import FULL, SERVICES, Cluster, ClusterSpec, Figures
+
+RESULTS = Path(__file__).parent / "results" / "latest.md"
+BOOK: list[Figures] = []
+OpenCluster = Callable[..., AbstractAsyncContextManager[Cluster]]
+
+
+@pytest.fixture(scope="session")
+def book() -> list[Figures]:
+    return BOOK
+
+
+async def fresh_databases(tmp_path: Path, name: str) -> dict[str, str]:
+    """One fresh database per service (PostgreSQL when configured, else SQLite files)."""
+    return {s: await fresh_database_url(tmp_path, f"{name}-{s}") for s in SERVICES}
+
+
+@pytest.fixture
+def open_cluster(tmp_path: Path) -> OpenCluster:
+    """``async with open_cluster(spec) as cluster``: started, ready, stopped and its processes gone after."""
+
+    @asynccontextmanager
+    async def opened(
+        spec: ClusterSpec, *, name: str = "cluster", database_urls: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Cluster]:
+        urls = database_urls or await fresh_databases(tmp_path, name)
+        cluster = Cluster(tmp_path / name, spec, urls)
+        try:
+            await cluster.start()
+            yield cluster
+        finally:
+            await cluster.stop()
+
+    return opened
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+COLUMNS = (
+    ("scenario", "scenario"),
+    ("sent", "sent"),
+    ("accepted", "accepted"),
+    ("rejected", "rejected"),
+    ("faults", "faults injected"),
+    ("lost", "lost"),
+    ("double_counted", "double-counted"),
+    ("dead_lettered", "dead-lettered"),
+    ("max_lag", "max lag"),
+    ("p99_freshness_s", "p99 freshness (s)"),
+    ("seconds", "time (s)"),
+    ("passed", "result"),
+)
+
+
+def table(figures: list[Figures]) -> str:
+    head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    rows = []
+    for f in sorted(figures, key=lambda f: f.scenario):
+        cells = [_cell(getattr(f, attr)) for attr, _ in COLUMNS]
+        cells[-1] = "pass" if f.passed else "FAIL"
+        rows.append("| " + " | ".join(cells) + " |")
+    notes = [f"- **{f.scenario}**: {f.notes}" for f in sorted(figures, key=lambda f: f.scenario) if f.notes]
+    return "\n".join([head, rule, *rows, "", *notes])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not BOOK:
+        return
+    mode = "full" if FULL else "reduced"
+    terminalreporter.section(f"reliability figures ({mode} sizes)")
+    terminalreporter.write_line(table(BOOK))
+    if FULL:
+        database = "PostgreSQL" if TEST_DATABASE_URL else "SQLite"
+        header = (
+            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, full sizes, {database}, "
+            f"{platform.node()} ({platform.machine()}, Python {platform.python_version()}), "
+            f"wall clock {time.perf_counter():.0f} s since interpreter start.\n\n"
+        )
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(header + table(BOOK) + "\n")
+        terminalreporter.write_line(f"written to {RESULTS}")
