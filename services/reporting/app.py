@@ -76,6 +76,7 @@ def create_app(
                 after_commit=(relay.wake,),
             )
             checks = SelfCheck(engine, reader, interval_s=selfcheck_interval_s, clock=clock)
+            app.state.selfcheck = checks
             broker = make_broker(settings)
             consumer.subscribe(broker)
             readiness.add(f"consumer:{GROUP}", consumer.check)

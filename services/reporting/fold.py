@@ -116,7 +116,7 @@ class Folder:
     async def fold(self, connection: AsyncConnection, changes: Sequence[Change]) -> FoldOutcome:
         """Apply tally changes: value-based last-write-wins per key on ``version``."""
         outcome = FoldOutcome()
-        latest = _latest_per_key(changes, outcome.skipped)
+        latest, arrivals = _latest_per_key(changes)
         if not latest:
             return outcome
         deltas = Deltas()
@@ -127,10 +127,9 @@ class Folder:
             connection, TALLIES, rows, 3
         ):
             change = latest[(branch_id, series, day)]
+            _count(arrivals[(branch_id, series, day)], old_version, outcome)
             if not applied:
-                outcome.skipped["repeated" if change.version == old_version else "stale"] += 1
                 continue
-            outcome.applied += 1
             touched[(branch_id, day)].append((old_value, change.value))
             delta = change.value - old_value
             if delta:
@@ -257,20 +256,31 @@ class Folder:
         await upsert(connection, DIRTY, deltas.dirty_rows())
 
 
-def _latest_per_key(changes: Iterable[Change], skipped: Counter[str]) -> dict[tuple[str, int, int], Change]:
-    """The highest version per key in the batch; lower or equal ones are counted as skipped."""
-    latest: dict[tuple[str, int, int], Change] = {}
+TallyKey = tuple[str, int, int]
+
+
+def _latest_per_key(changes: Iterable[Change]) -> tuple[dict[TallyKey, Change], dict[TallyKey, list[int]]]:
+    """The highest version per key in the batch, and every version of the key in arrival order."""
+    latest: dict[TallyKey, Change] = {}
+    arrivals: dict[TallyKey, list[int]] = defaultdict(list)
     for change in changes:
         key = (change.branch_id, change.series, change.day)
+        arrivals[key].append(change.version)
         held = latest.get(key)
-        if held is None:
+        if held is None or change.version > held.version:
             latest[key] = change
-        elif change.version > held.version:
-            skipped["stale"] += 1
-            latest[key] = change
+    return latest, arrivals
+
+
+def _count(versions: list[int], stored: int, outcome: FoldOutcome) -> None:
+    """Count each change as if applied one by one: applied iff above every version before it."""
+    highest = stored
+    for version in versions:
+        if version > highest:
+            outcome.applied += 1
+            highest = version
         else:
-            skipped["repeated" if change.version == held.version else "stale"] += 1
-    return latest
+            outcome.skipped["repeated" if version == highest else "stale"] += 1
 
 
 def _tree(value: str) -> TreeVersion:

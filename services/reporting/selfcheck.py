@@ -1,12 +1,12 @@
 """Periodic self-checks: the sum invariant on a sample, and attainment gauges for VN and provinces.
 
-Invariant [value = Σ children + unmapped]: each round samples units of both trees
-(``VN``, a random province, district and commune, and the commune of a random
-branch that has counts) and periods (this year, a random month, a random day
-range), reads each rollup from one snapshot and counts a violation when the sum
-does not hold. The parts come from different tables (monthly and daily
-aggregates, the branches' tallies), so this checks the stored aggregates against
-each other, not the arithmetic against itself.
+Invariant [value = Σ children + unmapped]: each round picks a random branch-year
+with counts, then samples units of both trees (``VN``, a random province, district
+and commune, and the branch's whole chain) and periods (that year, a random month
+of it, a random day range from it, this year), reads each rollup from one
+snapshot and counts a violation when the sum does not hold. The parts come from
+different tables (monthly and daily aggregates, the branches' tallies), so this
+checks the stored aggregates against each other, not the arithmetic against itself.
 
 Attainment: ``ketnap_attainment_ratio{tree,unit_id,kind}`` = admitted from 1
 January to today / the year's target, for ``VN`` and every province of both trees
@@ -28,7 +28,7 @@ from services.reporting.domain import Period
 from services.reporting.metrics import ATTAINMENT, INVARIANT_CHECKS, INVARIANT_VIOLATIONS
 from services.reporting.placing import NATIONAL, TREES
 from services.reporting.queries import Buckets, RollupReader, snapshot
-from services.reporting.series import ADMITTED_ALL, SERIES
+from services.reporting.series import ADMITTED_ALL
 from shared.logging import get_logger
 from shared.orgtree import TreeVersion, local_date
 
@@ -98,59 +98,71 @@ class SelfCheck:
     async def _samples(
         self, connection: AsyncConnection, today: date
     ) -> list[tuple[TreeVersion, str, Period, int]]:
-        periods = [
-            Period.between(date(today.year, 1, 1), today),
-            self._month(today),
-            self._range(today),
-        ]
-        series = self.rng.choice([ADMITTED_ALL, *SERIES.values()])
+        busy = await self._busy_branch(connection)
+        year = busy[1] if busy else today.year
+        periods = [Period.between(date(year, 1, 1), date(year, 12, 31)), self._month(year), self._range(year)]
+        if year != today.year:
+            periods.append(Period.between(date(today.year, 1, 1), today))
+        series = await self._series(connection, busy)
         samples: list[tuple[TreeVersion, str, Period, int]] = []
         for tree in TREES:
-            for unit_id in await self._units(connection, tree):
+            for unit_id in await self._units(connection, tree, busy[0] if busy else None):
                 samples.extend((tree, unit_id, period, series) for period in periods)
         return samples
 
-    async def _units(self, connection: AsyncConnection, tree: TreeVersion) -> list[str]:
+    async def _units(
+        self, connection: AsyncConnection, tree: TreeVersion, branch_id: str | None
+    ) -> list[str]:
+        """VN, a random province, district and commune, and the chain of the busy branch."""
         org = self.reader.trees[tree]
         picks = [NATIONAL]
         for level in ("province", "district", "commune"):
             units = list(org.units(level))
             if units:
                 picks.append(self.rng.choice(units).id)
-        busy = await self._busy_anchor(connection, tree)
-        if busy is not None:
-            picks.append(busy)
-        return picks
+        if branch_id is not None:
+            column = "anchor_legacy" if tree == "legacy" else "anchor_2025"
+            anchor = await connection.scalar(
+                text(f"SELECT {column} FROM reporting_branches WHERE branch_id = :b"), {"b": branch_id}
+            )
+            if anchor is not None:
+                picks += [str(anchor), *(u.id for u in org.ancestors(str(anchor)))]
+        return list(dict.fromkeys(picks))
 
-    async def _busy_anchor(self, connection: AsyncConnection, tree: TreeVersion) -> str | None:
-        """Where a random branch with counts this year or last sits (a unit that certainly has counts)."""
-        year = local_date(self.clock()).year
-        known = await connection.scalar(
-            text("SELECT count(*) FROM reporting_activity WHERE year BETWEEN :a AND :b"),
-            {"a": year - 1, "b": year},
+    async def _series(self, connection: AsyncConnection, busy: tuple[str, int] | None) -> int:
+        """One of the busy branch's series (so the figures are not all zero), else ``admitted``."""
+        if busy is None:
+            return ADMITTED_ALL
+        rows = await connection.execute(
+            text("SELECT DISTINCT series FROM reporting_tallies WHERE branch_id = :b"), {"b": busy[0]}
         )
+        found = sorted(int(r[0]) for r in rows)
+        return self.rng.choice(found) if found else ADMITTED_ALL
+
+    async def _busy_branch(self, connection: AsyncConnection) -> tuple[str, int] | None:
+        """A random (branch, year) with counts: its units and year certainly have figures to check."""
+        known = await connection.scalar(text("SELECT count(*) FROM reporting_activity"))
         if not known:
             return None
-        column = "anchor_legacy" if tree == "legacy" else "anchor_2025"
-        found = await connection.scalar(
-            text(
-                f"SELECT b.{column} FROM reporting_activity a JOIN reporting_branches b "
-                "ON b.branch_id = a.branch_id WHERE a.year BETWEEN :a AND :b "
-                "ORDER BY a.year, a.branch_id LIMIT 1 OFFSET :k"
-            ),
-            {"a": year - 1, "b": year, "k": self.rng.randrange(int(known))},
-        )
-        return None if found is None else str(found)
+        row = (
+            await connection.execute(
+                text(
+                    "SELECT branch_id, year FROM reporting_activity "
+                    "ORDER BY year, branch_id LIMIT 1 OFFSET :k"
+                ),
+                {"k": self.rng.randrange(int(known))},
+            )
+        ).first()
+        return None if row is None else (str(row[0]), int(row[1]))
 
-    def _month(self, today: date) -> Period:
+    def _month(self, year: int) -> Period:
         month = self.rng.randrange(1, 13)
-        year = today.year if month <= today.month else today.year - 1
         first = date(year, month, 1)
         last = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
         return Period.between(first, last)
 
-    def _range(self, today: date) -> Period:
-        start = today - timedelta(days=self.rng.randrange(30, 800))
+    def _range(self, year: int) -> Period:
+        start = date(year, 1, 1) + timedelta(days=self.rng.randrange(0, 365))
         return Period.between(start, start + timedelta(days=self.rng.randrange(0, 400)))
 
     async def update_attainment(self) -> None:

@@ -60,8 +60,12 @@ async def test_hop_thanh_2021_and_2022(broker: EmbeddedBroker, database_url: str
     changes += ledger.admissions("B-C02680-02", [date(2022, 4, 1), date(2022, 10, 2)])
     async with running_reporting(broker.bootstrap, database_url) as service:
         await service.reference(
-            [branch_registered("B-C02680-01", "C02680"), branch_registered("B-C02680-02", "C02680")]
-            + [target_set("C02680", 2021, "resolution", 6), target_set("C02680", 2022, "resolution", 6)]
+            [
+                branch_registered("B-C02680-01", "C02680"),
+                branch_registered("B-C02680-02", "C02680"),
+                target_set("C02680", 2021, "resolution", 6),
+                target_set("C02680", 2022, "resolution", 6),
+            ]
         )
         await service.tallies(changes)
         body = await service.value_becomes("C02680", 2, period="2022")
