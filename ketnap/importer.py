@@ -78,7 +78,7 @@ class Summary:
 
 def detect_format(path: Path, given: str | None) -> str:
     kind = (given or path.suffix.lstrip(".")).lower()
-    kind = {"jsonl": "ndjson", "json": "ndjson"}.get(kind, kind)
+    kind = {"jsonl": "ndjson"}.get(kind, kind)
     if kind not in ("ndjson", "csv"):
         raise ImportAborted(f"cannot tell the format of {path.name}: use --format ndjson or --format csv")
     return kind

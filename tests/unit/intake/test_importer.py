@@ -173,5 +173,6 @@ def test_format_detection() -> None:
     assert detect_format(Path("a.jsonl"), None) == "ndjson"
     assert detect_format(Path("a.CSV"), None) == "csv"
     assert detect_format(Path("a.txt"), "csv") == "csv"
-    with pytest.raises(ImportAborted):
-        detect_format(Path("a.txt"), None)
+    for unknown in ("a.txt", "a.json"):  # a .json file may be one array, not NDJSON: say so
+        with pytest.raises(ImportAborted):
+            detect_format(Path(unknown), None)
