@@ -44,6 +44,7 @@ import os
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -222,7 +223,9 @@ class BatchConsumer:
         self._abandon = asyncio.Event()
         self._failing: str | None = None
         self._kill_probability = float(os.environ.get(FAULT_KILL_ENV) or 0.0)
-        self.batches = 0
+        self.batches = self.records = 0
+        self.first_batch_at: float | None = None
+        self.freshness_samples: deque[float] = deque(maxlen=100_000)  # the latest, for benchmarks
 
     def subscribe(self, broker: KafkaBroker) -> None:
         """Register the batch subscriber on ``broker`` (started with the broker)."""
@@ -289,6 +292,7 @@ class BatchConsumer:
         async with self._busy:
             self._abandon.clear()
             started = time.perf_counter()
+            self.first_batch_at = self.first_batch_at or started
             committed = await self._commit_with_retries(records)
             if committed is None:
                 _rewind(consumer, records)
@@ -382,6 +386,7 @@ class BatchConsumer:
         self, consumer: AIOKafkaConsumer, records: Sequence[Record], batch: Batch, started: float
     ) -> None:
         self.batches += 1
+        self.records += len(records)
         for callback in (*batch.callbacks, *self.after_commit):
             callback()
         now = time.time()
@@ -389,7 +394,9 @@ class BatchConsumer:
         BATCH_SECONDS.labels(service).observe(time.perf_counter() - started)
         freshness = FRESHNESS_SECONDS.labels(service)
         for record in batch.records:
-            freshness.observe(max(0.0, now - recorded_at(record)))
+            age = max(0.0, now - recorded_at(record))
+            freshness.observe(age)
+            self.freshness_samples.append(age)
         for (topic, partition), (_, last) in _first_and_last(records).items():
             highwater = consumer.highwater(TopicPartition(topic, partition))
             if highwater is not None:

@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
                     after_commit=(relay.wake,),
                 ),
             )
+            app.state.quota_consumers = consumers
             broker = make_broker(settings)
             for consumer in consumers:
                 consumer.subscribe(broker)

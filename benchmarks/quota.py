@@ -1,0 +1,141 @@
+"""Quota service throughput and freshness, on PostgreSQL when it is there (SQLite otherwise).
+
+- ``quota_replay_events_per_s``: a full ``ketnap.candidate-events`` topic (branches and
+  targets registered first) replayed by the quota service to committed tallies:
+  events / seconds from the first batch to the last commit (group join excluded).
+- ``quota_freshness_p50_ms`` / ``quota_freshness_p99_ms``: events produced at 2,000/s
+  by another process; the age of each event (producer timestamp -> database commit of
+  its batch), as the consumer plumbing measures it.
+
+The service runs in this process through its own lifespan (consumers, outbox relay,
+maintenance), so the figures include the relay publishing tally changes meanwhile.
+Run alone: ``python -m benchmarks.quota [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from benchmarks.common import broker, fresh_database, percentile
+from shared.consumer import SESSION_TIMEOUT_ENV
+from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
+
+os.environ.setdefault(SESSION_TIMEOUT_ENV, "3000")
+
+
+def _settings(bootstrap: str, url: str) -> Any:
+    from shared.settings import Settings
+
+    return Settings(service="quota", kafka_bootstrap=bootstrap, database_url=url, log_level="WARNING")
+
+
+async def _fill(bootstrap: str, events: list[dict[str, Any]], topic: str) -> None:
+    from tests.integration.quota.feed import encode
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1024 * 1024
+    )
+    await producer.start()
+    try:
+        futures = []
+        for event in events:
+            key, value = encode(event)
+            futures.append(await producer.send(topic, value, key=key))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _until(predicate: Any, within: float, step: float = 0.02) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark did not finish in time")
+        await asyncio.sleep(step)
+
+
+async def _replay(bootstrap: str, url: str, candidates: int) -> dict[str, float]:
+    from services.quota.app import create_app
+    from tests.integration.quota.feed import make_feed
+
+    feed = make_feed(candidates, branches=2000, seed=42)
+    await _fill(bootstrap, feed.reference, REFERENCE_EVENTS)
+    await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
+    total = len(feed.candidates)
+    app = create_app(_settings(bootstrap, url))
+    async with app.router.lifespan_context(app):
+        consumer = app.state.quota_consumers[0]
+        await _until(lambda: consumer.records >= total, within=1800)
+        elapsed = time.perf_counter() - consumer.first_batch_at
+    return {"quota_replay_events": float(total), "quota_replay_events_per_s": total / elapsed}
+
+
+def _produce_steadily(bootstrap: str, rate: int, seconds: float, seed: int) -> None:
+    """In a child process: ``rate`` events a second for ``seconds``, in 20 ms slices."""
+
+    async def go() -> None:
+        from tests.integration.quota.feed import encode, make_feed
+
+        events = make_feed(int(rate * seconds / 3.6) + 10, branches=500, seed=seed).candidates
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+        await producer.start()
+        start, sent, n = time.monotonic(), 0, int(rate * seconds)
+        while sent < n:
+            due = min(n, int((time.monotonic() - start) * rate) + 1)
+            for event in events[sent:due]:
+                key, value = encode(event)
+                await producer.send(CANDIDATE_EVENTS, value, key=key)
+            sent = due
+            await asyncio.sleep(0.02)
+        await producer.flush()
+        await producer.stop()
+
+    asyncio.run(go())
+
+
+async def _freshness(bootstrap: str, url: str, rate: int, seconds: float) -> dict[str, float]:
+    from services.quota.app import create_app
+
+    app = create_app(_settings(bootstrap, url))
+    async with app.router.lifespan_context(app):
+        consumer = app.state.quota_consumers[0]
+        await asyncio.sleep(3)  # joined and idle
+        consumer.freshness_samples.clear()
+        before = consumer.records
+        child = multiprocessing.get_context("spawn").Process(
+            target=_produce_steadily, args=(bootstrap, rate, seconds, 7)
+        )
+        child.start()
+        await asyncio.to_thread(child.join)
+        expected = before + int(rate * seconds)
+        await _until(lambda: consumer.records >= expected, within=120)
+        ages = [a * 1000 for a in consumer.freshness_samples]
+    return {
+        "quota_freshness_p50_ms": percentile(ages, 50),
+        "quota_freshness_p99_ms": percentile(ages, 99),
+        "quota_freshness_events": float(len(ages)),
+    }
+
+
+def run(quick: bool) -> dict[str, float]:
+    candidates = 13_000 if quick else 53_000  # ~3.8 events each: ~50,000 / ~200,000 events
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        with broker() as running, fresh_database(Path(tmp), "quota_replay") as url:
+            figures |= asyncio.run(_replay(running.bootstrap, url, candidates))
+        with broker() as running, fresh_database(Path(tmp), "quota_fresh") as url:
+            figures |= asyncio.run(_freshness(running.bootstrap, url, 2000, 5 if quick else 15))
+    return figures
+
+
+if __name__ == "__main__":
+    print(run("--quick" in sys.argv))
