@@ -132,11 +132,15 @@ class _Effects:
         await store.insert_rejections(connection, rows)
 
     def report(self) -> None:
-        """Metrics, once committed."""
+        """Metrics and one log line per rejection, once committed."""
         for (event_type, outcome), n in self.outcomes.items():
             EVENTS_PROCESSED.labels(SERVICE, event_type, outcome).inc(n)
         for code, n in Counter(r[1] for r in self.rejected).items():
             REJECTIONS.labels(SERVICE, code).inc(n)
+        for event_id, code, detail, _, correlation in self.rejected:
+            log.info(
+                "event rejected", event_id=event_id, correlation_id=correlation, code=code, detail=detail
+            )
 
 
 # -- candidate events ------------------------------------------------------------------
@@ -266,11 +270,19 @@ async def handle_candidates(batch: Batch, cache: StateCache) -> None:
     for decoded, event in fresh:
         per_candidate.setdefault(event.candidate_id, []).append((decoded, event))
     touched: dict[str, CandidateState] = {}
+    failed: set[str] = set()
     for cid, mine in per_candidate.items():
         cause = mine[-1][0]
         bind_ids(event_id=cause.id, correlation_id=cause.correlation_id)
         known = states.get(cid)
-        outcome = apply_all(known[1] if known else None, [e for _, e in mine])
+        try:
+            outcome = apply_all(known[1] if known else None, [e for _, e in mine])
+        except Exception as exc:  # a defect must not block the partition: reject, keep replayable
+            log.exception("lifecycle failed", candidate_id=cid)
+            for decoded, _ in mine:
+                failed.add(decoded.id)
+                effects.poison(wire.Poison(decoded.id, "processing_error", repr(exc)[:500], decoded.raw))
+            continue
         touched[cid] = outcome.state
         effects.count(cause, outcome)
         for rejection in outcome.rejections:
@@ -284,6 +296,7 @@ async def handle_candidates(batch: Batch, cache: StateCache) -> None:
         [
             {"event_id": d.id, "digest": d.digest, "candidate_id": e.candidate_id, "event": d.text}
             for d, e in fresh
+            if d.id not in failed
         ],
     )
     await store.save_candidates(connection, rows)

@@ -99,7 +99,7 @@ def decode(record: Record, accept: frozenset[str] | None) -> Decoded | Poison:
     correlation = _header(record, CORRELATION_HEADER)
     try:
         raw = orjson.loads(record.value or b"")
-    except orjson.JSONDecodeError as exc:
+    except (orjson.JSONDecodeError, RecursionError) as exc:
         text = (record.value or b"").decode(errors="replace")[:10_000]
         return Poison(_record_key(record), "invalid_schema", f"not JSON: {exc}", text, correlation)
     if not isinstance(raw, dict):

@@ -176,3 +176,45 @@ async def test_tally_changes_on_the_topic_add_up_to_the_tallies(
     expected = {(b, d.isoformat(), m, c): n for (b, d, m, c), n in stored.items()}
     assert {k: v.value for k, v in latest.items() if v.value} == expected
     assert {k: v for k, v in summed.items() if v} == expected
+
+
+async def test_a_defect_on_one_candidate_rejects_its_events_and_blocks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.quota import handlers
+
+    feed = make_feed(20, branches=4, seed=3)
+    victim = feed.candidates[0]["subject"]
+    real = handlers.apply_all
+
+    def flaky(state: Any, events: Any) -> Any:
+        if events[0].candidate_id == victim:
+            raise RuntimeError("boom")
+        return real(state, events)
+
+    monkeypatch.setattr(handlers, "apply_all", flaky)
+    records = [_Record(0, n, orjson.dumps(e)) for n, e in enumerate(feed.candidates)]
+    engine = make_engine(await fresh_database_url(tmp_path))
+    try:
+        await migrate(engine, "quota")
+        plumbing = BatchConsumer(
+            ConsumerSpec("quota", "ketnap-quota", (CANDIDATE_EVENTS,)),
+            lambda batch: handlers.handle_candidates(batch, cache=StateCache()),
+            engine,
+            Settings(service="quota"),
+        )
+        await plumbing.consume(_Consumer(), records)  # type: ignore[arg-type]
+        mine = [e["id"] for e in feed.candidates if e["subject"] == victim]
+        async with engine.connect() as c:
+            codes = dict((await c.execute(select(rejections.c.event_id, rejections.c.code))).all())
+            kept = {r[0] for r in await c.execute(select(processed.c.event_id))}
+        assert {i: codes.get(i) for i in mine} == dict.fromkeys(mine, "processing_error")
+        assert kept == {e["id"] for e in feed.candidates} - set(mine)  # replayable after a fix
+        others = [e for e in feed.candidates if e["subject"] != victim]
+        async with engine.connect() as c:
+            rows = (await c.execute(select(tallies))).all()
+        assert {(r.branch_id, _day(r.day), r.metric, r.category): r.value for r in rows if r.value} == (
+            expected_tallies(others)
+        )
+    finally:
+        await engine.dispose()
