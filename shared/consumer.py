@@ -288,6 +288,7 @@ class BatchConsumer:
             return
         if self._draining:
             _rewind(consumer, records)
+            await asyncio.sleep(0.2)  # shutting down: don't spin on the same records
             return
         async with self._busy:
             self._abandon.clear()

@@ -1,6 +1,6 @@
 """The quota service's read API (CONTRACT.md section 3, Quota).
 
-Decisions where the contract is silent (also in docs/quota.md):
+Decisions where the contract is silent (also in services/quota/README.md):
 
 - ``tallies`` always lists every metric with every category, zeros included, summed
   over the local dates of the year; a branch has no targets (``targets: {}``);
