@@ -32,6 +32,9 @@ from shared.orgtree import OrgTrees, TreeVersion, load_org_trees
 
 VN = timezone(timedelta(hours=7))
 PROVINCES = ("P01", "P10", "P22")  # legacy Hà Nội, Lào Cai, Quảng Ninh
+UNMERGED = ("P01", "P04", "P11", "P12", "P14", "P20", "P22", "P38", "P40", "P42", "P46")
+"""Legacy provinces that are their own, whole 2025 province: scenarios sharing one cluster take
+disjoint sets of these, so that no province rollup of one scenario holds another's counts."""
 MILESTONES = ("sourced", "class_completed", "dossier_verified", "admitted", "confirmed")
 CATEGORIES = ("student", "private_sector", "business_owner", "ethnic_minority", "religious", "youth_union")
 LAST_LEGACY_DAY = datetime(2025, 6, 30, 12, tzinfo=VN)
@@ -42,8 +45,19 @@ YearKey = tuple[str, int, str, str]  # branch, year, metric, category
 Event = dict[str, Any]
 
 
-def province_token(province: str) -> str:
-    return f"rel-{province.lower()}-token-0123456789abcdef"
+def province_token(province: str, tree: TreeVersion = "legacy") -> str:
+    """The token of one province of one tree (``KETNAP_TOKENS`` entry ``<tree>:<province>``)."""
+    return f"rel-{tree}-{province.lower()}-token-0123456789abcdef"
+
+
+def every_token() -> dict[str, list[str]]:
+    """``KETNAP_TOKENS`` with the national token and one token per province of each tree."""
+    org = load_org_trees()
+    tokens = {NATIONAL_TOKEN: ["*"]}
+    for tree in ("legacy", "2025"):
+        for unit in org[tree].units("province"):  # type: ignore[index]
+            tokens[province_token(unit.id, tree)] = [f"{tree}:{unit.id}"]  # type: ignore[arg-type]
+    return tokens
 
 
 def cloudevent(
@@ -97,6 +111,10 @@ class World:
         """``KETNAP_TOKENS``: a national token and one per legacy province (``legacy:Pxx``)."""
         return {NATIONAL_TOKEN: ["*"], **{province_token(p): [f"legacy:{p}"] for p in self.provinces}}
 
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(b.id for b in self.branches)
+
     def registrations(self) -> list[Event]:
         return [
             cloudevent(
@@ -128,9 +146,12 @@ class World:
 
 
 def make_world(
-    provinces: Sequence[str] = PROVINCES, communes_per_province: int = 4, branches_per_commune: int = 2
+    provinces: Sequence[str] = PROVINCES,
+    communes_per_province: int = 4,
+    branches_per_commune: int = 2,
+    tag: str = "",
 ) -> World:
-    """Deterministic: the first communes (in id order) of each province that have a 2025 home."""
+    """Deterministic: communes spread over each province, all with a 2025 home; ``tag`` marks the ids."""
     org = load_org_trees()
     branches = []
     for province in provinces:
@@ -140,7 +161,7 @@ def make_world(
             for n in range(branches_per_commune):
                 branches.append(
                     Branch(
-                        id=f"B-{commune}-{n:02d}",
+                        id=f"B-{commune}-{tag}{n:02d}",
                         province=province,
                         district=_district(org, commune),
                         commune=commune,
@@ -217,15 +238,6 @@ def candidate_stories(world: World, events: int, *, seed: int = 1, prefix: str =
         total += len(story)
         n += 1
     return stories
-
-
-def province_of_event(world: World, event: Event) -> str:
-    branches = {b.id: b.province for b in world.branches}
-    data = event["data"]
-    branch = data.get("branch_id") or data.get("from_branch_id")
-    if branch is None:  # a void: the province of its candidate (subject prefix is enough here)
-        raise ValueError("voids need the story to know their province")
-    return branches[branch]
 
 
 def by_province(world: World, stories: Iterable[list[Event]]) -> dict[str, list[Event]]:
