@@ -138,7 +138,7 @@ def demo(
         "data/demo"
     ),
     kafka_port: KafkaPort = 9092,
-    scale: Scale = 0.01,
+    scale: Scale = 0.005,
     years: Years = "2020-2026",
     seed: Seed = 1,
     no_wait: Annotated[bool, typer.Option(help="Stop everything after the summary (for tests).")] = False,
