@@ -25,6 +25,7 @@ import ctypes
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -892,3 +893,101 @@ class Figures:
 
 def jitter(rng: random.Random, low: float, high: float) -> float:
     return rng.uniform(low, high)
+
+
+# -- a PostgreSQL cluster of the scenario's own ------------------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster (trust auth, no fsync) that a scenario may stop and start.
+
+    Run as the ``postgres`` user (``runuser``) in a directory of its own under /tmp, on a
+    free port: the shared server of the test suite is never touched.
+    """
+
+    def __init__(self) -> None:
+        import uuid
+
+        self.root = Path(f"/tmp/rel-pg-{uuid.uuid4().hex[:12]}")
+        self.port = free_port()
+        self.stops = 0
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why this machine cannot run one (None: it can)."""
+        import pwd
+
+        if os.geteuid() != 0:
+            return "needs root to run PostgreSQL as the postgres user"
+        if not (PG_BIN / "initdb").exists():
+            return f"no {PG_BIN / 'initdb'}"
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "no postgres user"
+        return None
+
+    def _as_postgres(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        self.root.mkdir(mode=0o700)
+        shutil.chown(self.root, "postgres", "postgres")
+        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres", "-N")
+        self.start()
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-o", options,
+            "-l", str(self.root / "server.log"), "-w", "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode, "-w", "stop")
+        self.stops += 1
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def create_database(self, name: str) -> str:
+        engine = create_async_engine(self.url(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await engine.dispose()
+        return self.url(name)
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The offsets a consumer group committed to the broker, per partition (without joining it)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = sorted(await _partitions(consumer, topic))
+        return {p: int(await consumer.committed(TopicPartition(topic, p)) or 0) for p in partitions}
+    finally:
+        await consumer.stop()
+
+
+def log_times(path: Path, event: str) -> list[tuple[float, dict[str, Any]]]:
+    """(epoch seconds, line) of every JSON log line of ``path`` whose ``event`` is ``event``."""
+    from datetime import datetime
+
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        if event not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            doc = orjson.loads(line)
+            if doc.get("event") == event:
+                found.append((datetime.fromisoformat(doc["timestamp"]).timestamp(), doc))
+    return found
