@@ -86,6 +86,9 @@ async def enqueue(connection: AsyncConnection, table: Table, messages: Sequence[
     if not messages:
         return
     now = datetime.now(UTC)
+    if connection.dialect.name == "postgresql":
+        await _enqueue_postgres(connection, table, messages, now)
+        return
     rows = [
         {
             "topic": m.topic,
@@ -97,6 +100,32 @@ async def enqueue(connection: AsyncConnection, table: Table, messages: Sequence[
         for m in messages
     ]
     await connection.execute(insert(table), rows)
+
+
+async def _enqueue_postgres(
+    connection: AsyncConnection, table: Table, messages: Sequence[OutboxMessage], now: datetime
+) -> None:
+    """One JSON parameter: asyncpg would check every element of array parameters in Python."""
+    rows = orjson.dumps(
+        [
+            {
+                "t": m.topic,
+                "k": m.key.hex() if m.key is not None else None,
+                "v": m.value.hex(),
+                "h": orjson.dumps(m.headers).decode() if m.headers else None,
+            }
+            for m in messages
+        ]
+    ).decode()
+    await connection.execute(
+        text(
+            f"INSERT INTO {table.name} (topic, key, value, headers, created_at) "
+            "SELECT t, decode(k, 'hex'), decode(v, 'hex'), h, :now "
+            "FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) AS (t text, k text, v text, h text)) "
+            "WITH ORDINALITY AS x(t, k, v, h, n) ORDER BY n"
+        ),
+        {"rows": rows, "now": now},
+    )
 
 
 def _headers(raw: str | None, message_id: str) -> list[tuple[str, bytes]]:

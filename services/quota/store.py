@@ -45,6 +45,20 @@ def _chunks(items: Sequence[Any], size: int = _SQLITE_CHUNK) -> Iterable[Sequenc
         yield items[start : start + size]
 
 
+def recordset(columns: Mapping[str, str]) -> str:
+    """``json_to_recordset`` over the ``:rows`` parameter (a JSON array of objects).
+
+    One text parameter per statement: asyncpg encodes a Python list element by element
+    (an ``isinstance`` per element), which cost more than PostgreSQL parsing JSON.
+    """
+    typed = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+    return f"json_to_recordset(CAST(:rows AS json)) AS x({typed})"
+
+
+def _json(rows: Iterable[Mapping[str, Any]]) -> str:
+    return orjson.dumps(list(rows)).decode()
+
+
 def _upsert(connection: AsyncConnection, table: Any) -> Any:
     return (postgresql.insert if is_postgres(connection) else sqlite.insert)(table)
 
@@ -74,18 +88,13 @@ async def insert_processed(connection: AsyncConnection, rows: Sequence[Mapping[s
     if not rows:
         return
     if is_postgres(connection):
+        source = recordset({"event_id": "text", "digest": "text", "candidate_id": "text", "event": "text"})
         await connection.execute(
             text(
                 "INSERT INTO quota_processed (event_id, digest, candidate_id, event) "
-                "SELECT * FROM unnest(CAST(:i AS text[]), CAST(:d AS bytea[]), CAST(:c AS text[]), "
-                "CAST(:e AS text[]))"
+                f"SELECT event_id, decode(digest, 'hex'), candidate_id, event FROM {source}"
             ),
-            {
-                "i": [r["event_id"] for r in rows],
-                "d": [r["digest"] for r in rows],
-                "c": [r["candidate_id"] for r in rows],
-                "e": [r["event"] for r in rows],
-            },
+            {"rows": _json({**r, "digest": r["digest"].hex()} for r in rows)},
         )
         return
     await connection.execute(insert(processed), list(rows))
@@ -181,14 +190,14 @@ async def save_candidates(connection: AsyncConnection, rows: Sequence[Mapping[st
         return
     if is_postgres(connection):
         columns = tuple(_CANDIDATE_COLUMNS)
-        arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _CANDIDATE_COLUMNS.items())
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         await connection.execute(
             text(
-                f"INSERT INTO quota_candidates ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+                f"INSERT INTO quota_candidates ({', '.join(columns)}) "
+                f"SELECT {', '.join(columns)} FROM {recordset(_CANDIDATE_COLUMNS)} "
                 f"ON CONFLICT (candidate_id) DO UPDATE SET {updates}"
             ),
-            {c: [r[c] for r in rows] for c in columns},
+            {"rows": _json(rows)},
         )
         return
     statement = sqlite.insert(candidates)
@@ -221,8 +230,9 @@ async def expiring_candidates(
 
 _PG_TALLY = text(
     "INSERT INTO quota_tallies AS t (branch_id, day, metric, category, value, version) "
-    "SELECT b, d, m, c, v, 1 FROM unnest(CAST(:b AS text[]), CAST(:d AS date[]), CAST(:m AS text[]), "
-    "CAST(:c AS text[]), CAST(:v AS bigint[])) AS u(b, d, m, c, v) ORDER BY b, d, m, c "
+    "SELECT b, d, m, c, v, 1 FROM "
+    + recordset({"b": "text", "d": "date", "m": "text", "c": "text", "v": "bigint"})
+    + " ORDER BY b, d, m, c "
     "ON CONFLICT (branch_id, day, metric, category) "
     "DO UPDATE SET value = t.value + excluded.value, version = t.version + 1 "
     "RETURNING branch_id, day, metric, category, value, version"
@@ -238,11 +248,7 @@ async def add_to_tallies(
         return {}
     if is_postgres(connection):
         params = {
-            "b": [k[0] for k in keys],
-            "d": [k[1] for k in keys],
-            "m": [k[2] for k in keys],
-            "c": [k[3] for k in keys],
-            "v": [sums[k] for k in keys],
+            "rows": _json({"b": b, "d": d, "m": m, "c": c, "v": sums[(b, d, m, c)]} for b, d, m, c in keys)
         }
         rows = await connection.execute(_PG_TALLY, params)
         return {(r.branch_id, r.day, r.metric, r.category): (r.value, r.version) for r in rows}
