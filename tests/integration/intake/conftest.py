@@ -125,7 +125,7 @@ def intake_settings(
         service="intake",
         kafka_bootstrap=bootstrap,
         database_url=database_url,
-        tokens=json.dumps(tokens or TOKENS),  # type: ignore[arg-type]
+        tokens=json.dumps(tokens or TOKENS),
         log_level="WARNING",
     )
 

@@ -143,7 +143,8 @@ async def test_a_mixed_batch_keeps_its_good_events(intake: Served, kafka: Embedd
     async with intake.client(QUANG_NINH) as client:
         bid = await registered(client)
         good = [candidate("sourced", bid) for _ in range(3)]
-        bad = [candidate("admitted", "B-nope"), 17, branch(legacy="C02680", v2025=None)]  # last: Lào Cai
+        unknown = candidate("admitted", "B-nope")
+        bad = [unknown, 17, branch(legacy="C02680", v2025=None)]  # last: Lào Cai
         batch = [good[0], bad[0], good[1], bad[1], bad[2], good[2]]
         response = await post(client, batch)
     assert response.status_code == 202
@@ -157,7 +158,7 @@ async def test_a_mixed_batch_keeps_its_good_events(intake: Served, kafka: Embedd
     ]
     assert response.json()["results"][3]["id"] is None
     assert (response.json()["accepted"], response.json()["rejected"]) == (3, 3)
-    on_topic = await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {e["id"] for e in good} | {bad[0]["id"]})
+    on_topic = await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {e["id"] for e in good} | {unknown["id"]})
     assert {orjson.loads(r.value)["id"] for r in on_topic} == {e["id"] for e in good}
 
 

@@ -1,0 +1,131 @@
+"""The intake's SQL for PostgreSQL, run on the asyncpg connection under SQLAlchemy's pool.
+
+One statement per step, arrays for many rows (``unnest``, ``= ANY``), prepared once per
+connection by asyncpg. The SQLAlchemy pool still owns the connection (checkout, ping,
+return); the statements run in autocommit, each atomic on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from services.intake.domain.decide import Accepted
+from services.intake.domain.registry import Placement
+from services.intake.store import EventRow
+
+_LOOKUP: Final = """
+SELECT 'e' AS kind, e.id AS key, e.content_hash, c.claim_id IS NOT NULL AS published, e.branch_id,
+       e.unit_id, e.unit_tree, NULL::timestamptz AS valid_from, NULL::text AS legacy_parent,
+       NULL::text AS parent_2025
+FROM intake_events e LEFT JOIN intake_claims c ON c.claim_id = e.claim_id
+WHERE e.id = ANY($1::text[])
+UNION ALL
+SELECT 'b', h.event_id, NULL, NULL, h.branch_id, NULL, NULL, h.valid_from, h.legacy_parent, h.parent_2025
+FROM intake_branch_history h
+WHERE h.branch_id = ANY($2::text[])
+"""
+
+_CLAIM: Final = """
+INSERT INTO intake_events (id, content_hash, claim_id, type, event_time, branch_id, unit_id, unit_tree,
+                           claimed_at)
+SELECT u.id, u.content_hash, $1, u.type, u.event_time, u.branch_id, u.unit_id, u.unit_tree, $2
+FROM unnest($3::text[], $4::bytea[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[])
+     AS u(id, content_hash, type, event_time, branch_id, unit_id, unit_tree)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+_RECLAIM: Final = "UPDATE intake_events SET claim_id = $2 WHERE id = ANY($1::text[])"
+
+_HISTORY: Final = """
+INSERT INTO intake_branch_history (event_id, branch_id, valid_from, legacy_parent, parent_2025, recorded_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[])
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+_BRANCHES: Final = """
+INSERT INTO intake_branches (branch_id, name, kind, legacy_parent, parent_2025, valid_from, event_id,
+                             updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                     $7::text[], $8::timestamptz[])
+ON CONFLICT (branch_id) DO UPDATE SET
+    name = excluded.name, kind = excluded.kind, legacy_parent = excluded.legacy_parent,
+    parent_2025 = excluded.parent_2025, valid_from = excluded.valid_from, event_id = excluded.event_id,
+    updated_at = excluded.updated_at
+WHERE excluded.valid_from >= intake_branches.valid_from
+"""
+
+_CLAIMED: Final = "INSERT INTO intake_claims (claim_id, events, published_at) VALUES ($1, $2, $3)"
+
+_HISTORY_COLUMNS: Final = (
+    "event_id",
+    "branch_id",
+    "valid_from",
+    "legacy_parent",
+    "parent_2025",
+    "recorded_at",
+)
+_BRANCH_COLUMNS: Final = (
+    "branch_id",
+    "name",
+    "kind",
+    "legacy_parent",
+    "parent_2025",
+    "valid_from",
+    "event_id",
+    "updated_at",
+)
+
+
+def _arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
+    return [[row[column] for row in rows] for column in columns]
+
+
+class PostgresBackend:
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection  # an asyncpg.Connection
+
+    async def lookup(
+        self, event_ids: list[str], branch_ids: list[str]
+    ) -> tuple[list[EventRow], list[Placement]]:
+        rows = await self.connection.fetch(_LOOKUP, event_ids, branch_ids)
+        events = [
+            EventRow(
+                r["key"], r["content_hash"], r["published"], r["branch_id"], r["unit_id"], r["unit_tree"]
+            )
+            for r in rows
+            if r["kind"] == "e"
+        ]
+        placements = [
+            Placement(r["branch_id"], r["valid_from"], r["key"], r["legacy_parent"], r["parent_2025"])
+            for r in rows
+            if r["kind"] == "b"
+        ]
+        return events, placements
+
+    async def insert_events(self, new: Sequence[Accepted], claim_id: str, now: datetime) -> set[str]:
+        rows = await self.connection.fetch(
+            _CLAIM,
+            claim_id,
+            now,
+            [a.event.id for a in new],
+            [a.hash for a in new],
+            [a.event.type for a in new],
+            [a.event.time for a in new],
+            [a.branch_id for a in new],
+            [a.attribution.unit_id for a in new],
+            [a.attribution.tree for a in new],
+        )
+        return {r["id"] for r in rows}
+
+    async def reclaim(self, ids: list[str], claim_id: str) -> None:
+        await self.connection.execute(_RECLAIM, ids, claim_id)
+
+    async def register(self, history: list[dict[str, Any]], branches: list[dict[str, Any]]) -> None:
+        await self.connection.execute(_HISTORY, *_arrays(history, _HISTORY_COLUMNS))
+        await self.connection.execute(_BRANCHES, *_arrays(branches, _BRANCH_COLUMNS))
+
+    async def insert_claim(self, claim_id: str, events: int, now: datetime) -> None:
+        await self.connection.execute(_CLAIMED, claim_id, events, now)
