@@ -75,9 +75,10 @@ def decode_change(raw: bytes) -> Change:
 def decode_reference(raw: bytes) -> Registration | Target | None:
     """A registration or a target from ``ketnap.reference-events``; None for other types."""
     try:
-        envelope = Envelope.model_validate(orjson.loads(raw))
-        if envelope.type not in (BRANCH_REGISTERED, TARGET_SET):
-            return None
+        doc = orjson.loads(raw)
+        if not isinstance(doc, dict) or doc.get("type") not in (BRANCH_REGISTERED, TARGET_SET):
+            return None  # other types are not this service's business: not even checked
+        envelope = Envelope.model_validate(doc)
         data = parse_data(envelope.type, envelope.data)
     except (orjson.JSONDecodeError, ValidationError, KeyError) as exc:
         raise UnreadableRecord("invalid_schema", f"not a reference event: {exc}"[:500]) from None

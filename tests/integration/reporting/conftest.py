@@ -105,7 +105,7 @@ async def running_reporting(
         rollup_coalesce_s=overrides.pop("rollup_coalesce_s", 0.2),
         **overrides,
     )
-    app = create_app(settings, **({"clock": clock} if clock else {}))
+    app = create_app(settings) if clock is None else create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://reporting") as client:

@@ -70,7 +70,7 @@ def _skipped(reason: str) -> float:
 
 async def test_refusals_are_problems_with_stable_codes(broker: EmbeddedBroker, database_url: str) -> None:
     async with running_reporting(broker.bootstrap, database_url) as service:
-        cases = [
+        cases: list[tuple[str, dict[str, str | int], int, str]] = [
             ("/v1/rollups/C99999", {"period": "2024"}, 404, "unknown_unit"),
             ("/v1/rollups/C06901", {"period": "2024-13"}, 400, "invalid_period"),
             ("/v1/rollups/C06901", {}, 400, "invalid_period"),

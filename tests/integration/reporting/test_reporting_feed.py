@@ -79,7 +79,7 @@ async def test_the_example_consumer_rebuilds_the_year_the_api_reports(
         }
 
         async def rebuilt() -> dict[str, Any] | None:
-            documents = await consumer.read_documents(broker.bootstrap, idle_ms=800)
+            documents: dict[str, Any] = await consumer.read_documents(broker.bootstrap, idle_ms=800)
             for (tree, unit, category), answer in expected.items():
                 figures = consumer.year_figures(documents, tree, unit, 2024, "admitted", category)
                 if (figures["value"], figures["unmapped"]) != (answer["value"], answer["unmapped"]):

@@ -55,7 +55,7 @@ def scenario(rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, A
         for b in branches
     }
     late = set(rng.sample(branches, 8))
-    ledger, changes = Ledger(), []
+    ledger, changes = Ledger(), list[Tally]()
     metrics, categories = ("sourced", "admitted", "confirmed"), ("all", "female", "ethnic_minority")
     while len(changes) < CHANGES:
         day = date(2024, 1, 1) + timedelta(days=rng.randrange(600))
