@@ -421,24 +421,30 @@ class Cluster:
         ends = await high_watermarks(self._offsets, partitions)
         return {(tp.topic, tp.partition): n for tp, n in ends.items()}
 
-    async def behind(self, service: str) -> int:
-        """Records the service has not yet committed to its database, plus its outbox rows."""
-        ends = await self.end_offsets(CONSUMES[service])
+    async def positions(self, service: str) -> tuple[dict[str, dict[tuple[str, int], int]], int] | None:
+        """Stored positions per consumer group, and the outbox rows; None if the database says nothing."""
         try:
             async with self.engine(service).connect() as connection:
                 rows = (
                     await connection.execute(
-                        text(
-                            f"SELECT group_id, topic, partition, next_offset FROM {service}_consumer_offsets"
-                        )
+                        text(f"SELECT group_id, topic, partition, next_offset FROM {service}_consumer_offsets")
                     )
                 ).all()
                 outbox = int(await connection.scalar(text(f"SELECT count(*) FROM {service}_outbox")) or 0)
-        except Exception:  # not migrated yet, database down: not quiet
-            return sum(ends.values()) + 1
+        except Exception:  # not migrated yet, database down
+            return None
         groups: dict[str, dict[tuple[str, int], int]] = defaultdict(dict)
         for group, topic, partition, position in rows:
             groups[group][(topic, int(partition))] = int(position)
+        return dict(groups), outbox
+
+    async def behind(self, service: str, ends: Mapping[tuple[str, int], int] | None = None) -> int:
+        """Records (up to ``ends``, default: now) not yet committed to the service's database, plus its outbox."""
+        ends = ends if ends is not None else await self.end_offsets(CONSUMES[service])
+        stored = await self.positions(service)
+        if stored is None:
+            return sum(ends.values()) + 1
+        groups, outbox = stored
         missing = 0
         for topic in CONSUMES[service]:
             owners = [g for g in groups.values() if any(t == topic for t, _ in g)]
