@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import email.utils
+import io
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -273,28 +274,23 @@ def run_import(
     console: Any = None,
 ) -> Summary:
     """Import a whole file with a progress bar; the summary says what became of every row."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = console or Console(stderr=True)
     kind = detect_format(path, file_format)
     summary, started = Summary(), time.perf_counter()
     rejects = Rejects(rejects_path, kind, csv_columns(path) if kind == "csv" else ())
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with (
-            path.open("rb") as raw,
-            httpx.Client(base_url=url, timeout=120) as client,
-            Progress(*columns, console=console) as progress,
-        ):
+        with path.open("rb") as raw, httpx.Client(base_url=url, timeout=120) as client:
+            rows = (
+                csv_rows(io.TextIOWrapper(raw, "utf-8-sig", newline=""))
+                if kind == "csv"
+                else ndjson_rows(raw)
+            )
             sender = Sender(client, token)
-            task = progress.add_task(path.name, total=count_rows(path, kind))
-            text = _text(raw) if kind == "csv" else None
-            rows = csv_rows(text) if text is not None else ndjson_rows(raw)
-            for batch in batches(rows, batch_size):
-                import_batch(sender, batch, summary, rejects)
-                summary.retries, summary.seconds = sender.retries, time.perf_counter() - started
-                progress.update(task, advance=len(batch), description=_progress_line(summary))
+            with _progress(console) as progress:
+                task = progress.add_task(path.name, total=count_rows(path, kind))
+                for batch in batches(rows, batch_size):
+                    import_batch(sender, batch, summary, rejects)
+                    summary.retries, summary.seconds = sender.retries, time.perf_counter() - started
+                    progress.update(task, advance=len(batch), description=_progress_line(summary))
     except ImportAborted as stopped:
         stopped.summary = summary
         raise
@@ -304,10 +300,12 @@ def run_import(
     return summary
 
 
-def _text(raw: Any) -> TextIO:
-    import io
+def _progress(console: Any) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=console or Console(stderr=True))
 
 
 def _progress_line(summary: Summary) -> str:

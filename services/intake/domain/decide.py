@@ -19,11 +19,27 @@ Pure: the caller looks up what the intake already knows (:class:`Known`), passes
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Final, cast
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
 
+from services.intake.domain.model import (
+    ACCEPTED,
+    DUPLICATE,
+    FUTURE_TOLERANCE,
+    REGISTERED,
+    REJECTED,
+    TARGET_SET,
+    TRANSFERRED,
+    VOIDED,
+    Accepted,
+    Inspected,
+    Known,
+    Lookups,
+    Plan,
+    Result,
+    StoredEvent,
+)
 from services.intake.domain.registry import Attribution, BranchHistory, Placement
 from services.intake.domain.validation import Refusal, content_hash, item_id, validate_item
 from shared.events import (
@@ -38,26 +54,6 @@ from shared.orgtree import OrgTrees, TreeVersion, local_date, tree_in_force
 from shared.scope import TokenScope, province_of
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 
-FUTURE_TOLERANCE: Final = timedelta(minutes=5)
-REGISTERED: Final = "vn.ketnap.org.branch_registered"
-TARGET_SET: Final = "vn.ketnap.target.set"
-VOIDED: Final = "vn.ketnap.candidate.voided"
-TRANSFERRED: Final = "vn.ketnap.candidate.transferred"
-ACCEPTED: Final = "accepted"
-DUPLICATE: Final = "duplicate"
-REJECTED: Final = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class Inspected:
-    """One item after the structural check, before anything is looked up."""
-
-    item: object
-    id: str | None
-    event: Envelope | None
-    refusal: Refusal | None
-    hash: bytes
-
 
 def inspect(items: Sequence[object]) -> list[Inspected]:
     """Validate every item's shape; ids and hashes are computed even for refused items."""
@@ -67,32 +63,6 @@ def inspect(items: Sequence[object]) -> list[Inspected]:
         event, refusal = (None, checked) if isinstance(checked, Refusal) else (checked, None)
         out.append(Inspected(item, item_id(item), event, refusal, content_hash(item)))
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """What the intake recorded about an event id it has seen before."""
-
-    hash: bytes
-    published: bool
-    branch_id: str | None
-    attribution: Attribution | None
-
-
-@dataclass(frozen=True, slots=True)
-class Known:
-    """The intake's memory for this request: stored events and branch histories, by id."""
-
-    events: Mapping[str, StoredEvent] = field(default_factory=dict)
-    branches: Mapping[str, BranchHistory] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Lookups:
-    """The ids a request needs from the store."""
-
-    event_ids: frozenset[str]
-    branch_ids: frozenset[str]
 
 
 def lookups(inspected: Sequence[Inspected]) -> Lookups:
@@ -110,46 +80,6 @@ def lookups(inspected: Sequence[Inspected]) -> Lookups:
         elif kind != TARGET_SET:
             branches.add(data.branch_id)  # type: ignore[attr-defined]  # every other type has one
     return Lookups(frozenset(events), frozenset(branches))
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """The answer for one item, plus what metrics need (short type, province)."""
-
-    id: str | None
-    status: str
-    code: str | None = None
-    detail: str | None = None
-    type: str = "unknown"
-    province: str = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """An event to publish, with what the store records for it."""
-
-    index: int
-    item: dict[str, object]
-    event: Envelope
-    hash: bytes
-    topic: str
-    key: str
-    branch_id: str | None
-    attribution: Attribution
-    placement: Placement | None
-    was_pending: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    results: list[Result]
-    accepted: list[Accepted]
-
-    def counts(self) -> dict[str, int]:
-        counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
-        for result in self.results:
-            counts[result.status] += 1
-        return counts
 
 
 class _Rejection(Exception):
