@@ -141,6 +141,23 @@ class FeedStats:
     def accepted(self) -> int:
         return self.answers[ACCEPTED]
 
+    def unexplained(self) -> tuple[dict[str, int], int]:
+        """Surprises, less the pairs explained by two copies of one id answered in the other order.
+
+        With requests in flight side by side, a resubmission (or an ``id_conflict`` copy) may
+        reach the intake before its original: then ``accepted -> duplicate`` and
+        ``duplicate -> accepted`` come in equal numbers. Returns (the rest, swapped pairs).
+        """
+        left, swapped = Counter(self.surprises), 0
+        for key in list(left):
+            expected, got = key.split(" -> ")
+            mirror = f"{got} -> {expected}"
+            pairs = min(left[key], left[mirror])
+            left[key] -= pairs
+            left[mirror] -= pairs
+            swapped += pairs
+        return {k: v for k, v in left.items() if v > 0}, swapped
+
     @property
     def rejected(self) -> dict[str, int]:
         return {k: v for k, v in self.answers.most_common() if k not in (ACCEPTED, "duplicate")}
@@ -156,7 +173,8 @@ class Sender:
     def __init__(self, client: httpx.AsyncClient, url: str, tokens: dict[str, str], stats: FeedStats) -> None:
         self.client, self.url, self.tokens, self.stats = client, f"{url}/v1/events", tokens, stats
 
-    async def send(self, batch: Batch, should_stop: Callable[[], bool]) -> None:
+    async def send(self, batch: Batch, should_stop: Callable[[], bool]) -> bool:
+        """True once the intake answered the batch; False if stopped first."""
         body = b"\n".join(orjson.dumps(item.event) for item in batch.items)
         headers = {
             "Authorization": f"Bearer {self.tokens[batch.sender]}",
@@ -164,10 +182,10 @@ class Sender:
         }
         for attempt in range(200):
             if should_stop():
-                return
+                return False
             wait = await self._attempt(batch, body, headers)
             if wait is None:
-                return
+                return True
             self.stats.retries += 1
             await asyncio.sleep(min(wait, 10.0) if attempt < 199 else 0)
         raise FatalAnswer(f"gave up on a batch of {len(batch.items)} events after 200 attempts")
@@ -205,8 +223,8 @@ async def send_all(
 
     async def worker() -> None:
         while (batch := await queue.get()) is not None:
-            await sender.send(batch, should_stop)
-            progress.advance(len(batch.items), sender.stats)
+            if await sender.send(batch, should_stop):
+                progress.advance(len(batch.items), sender.stats)
 
     workers = [asyncio.create_task(worker()) for _ in range(options.concurrency)]
     try:
@@ -377,6 +395,7 @@ class Summary:
     duplicates: int
     rejected: dict[str, int]
     surprises: dict[str, int]
+    swapped: int
     async_rejections: dict[str, int]
     feed_seconds: float
     throughput: float
@@ -489,6 +508,8 @@ def print_summary(summary: Summary, urls: dict[str, str], token: str) -> None:
     feed.add_row("total time", f"{summary.total_seconds:.1f} s")
     if summary.surprises:
         feed.add_row("answers not as expected", ", ".join(f"{k}: {v}" for k, v in summary.surprises.items()))
+    if summary.swapped:
+        feed.add_row("copies of one id answered in the other order", f"{summary.swapped:,}")
     out.print(feed)
     out.print(_national_table(summary))
     out.print(_provinces_table(summary))
@@ -632,7 +653,8 @@ async def _summarise(
         accepted=stats.accepted,
         duplicates=stats.answers["duplicate"],
         rejected=stats.rejected,
-        surprises=dict(stats.surprises),
+        surprises=stats.unexplained()[0],
+        swapped=stats.unexplained()[1],
         async_rejections=await async_rejections(client, urls),
         feed_seconds=stats.seconds,
         throughput=stats.sent / stats.seconds if stats.seconds else 0.0,

@@ -119,3 +119,11 @@ def test_the_data_dir_is_wiped_only_if_a_demo_made_it(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         prepare_data_dir(foreign)
     assert (foreign / "quota.db").read_text() == "precious"
+
+
+def test_two_copies_answered_in_the_other_order_are_not_a_surprise() -> None:
+    stats = FeedStats()
+    stats.surprises.update(
+        {"accepted -> duplicate": 2, "duplicate -> accepted": 2, "accepted -> id_conflict": 1}
+    )
+    assert stats.unexplained() == ({"accepted -> id_conflict": 1}, 2)
