@@ -228,10 +228,10 @@ async def expiring_candidates(
 
 # -- tallies ---------------------------------------------------------------------------
 
-_PG_TALLY = text(
+_PG_TALLY_SQL = (
     "INSERT INTO quota_tallies AS t (branch_id, day, metric, category, value, version) "
     "SELECT b, d, m, c, v, 1 FROM "
-    + recordset({"b": "text", "d": "date", "m": "text", "c": "text", "v": "bigint"})
+    + recordset({"b": "text", "d": "date", "m": "text", "c": "text", "v": "bigint"}).replace(":rows", "$1")
     + " ORDER BY b, d, m, c "
     "ON CONFLICT (branch_id, day, metric, category) "
     "DO UPDATE SET value = t.value + excluded.value, version = t.version + 1 "
@@ -247,11 +247,11 @@ async def add_to_tallies(
     if not keys:
         return {}
     if is_postgres(connection):
-        params = {
-            "rows": _json({"b": b, "d": d, "m": m, "c": c, "v": sums[(b, d, m, c)]} for b, d, m, c in keys)
-        }
-        rows = await connection.execute(_PG_TALLY, params)
-        return {(r.branch_id, r.day, r.metric, r.category): (r.value, r.version) for r in rows}
+        rows = _json({"b": b, "d": d, "m": m, "c": c, "v": sums[(b, d, m, c)]} for b, d, m, c in keys)
+        driver = (await connection.get_raw_connection()).driver_connection
+        # the driver directly, same transaction: SQLAlchemy rows cost ~10 us each here
+        found = await driver.fetch(_PG_TALLY_SQL, rows)  # type: ignore[union-attr]
+        return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in found}
     result: dict[KeyTuple, tuple[int, int]] = {}
     for chunk in _chunks(keys, 1000):
         rows_in = sqlite.insert(tallies).values(

@@ -90,8 +90,13 @@ def _errors(exc: ValidationError) -> str:
 
 def digest(raw: dict[str, Any]) -> bytes:
     """Content identity of an event: everything but the intake's ``recordedtime``, keys sorted."""
-    content = {k: v for k, v in raw.items() if k != "recordedtime"}
-    return hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+    recorded = raw.pop("recordedtime", None)  # left out without copying the event
+    try:
+        canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    finally:
+        if recorded is not None:
+            raw["recordedtime"] = recorded
+    return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
 def decode(record: Record, accept: frozenset[str] | None) -> Decoded | Poison:
