@@ -27,6 +27,7 @@ from ketnap.generate.wire import Emitted
 from shared.orgtree import load_org_trees
 
 _FLUSH_EVERY = 2048
+_PARALLEL_FROM_SITES = 500  # below ~5% of the country, starting processes costs more than it saves
 
 
 @dataclass
@@ -73,7 +74,7 @@ def write_feed(config: GeneratorConfig, out: BinaryIO, jobs: int = 1) -> Written
     started = time.perf_counter()
     plan = make_plan(load_org_trees(), config.seed, config.scale)
     written = write_ndjson(reference_feed(config, plan), out)
-    if jobs <= 1 or len(plan.groups) < 2:
+    if jobs <= 1 or len(plan) < _PARALLEL_FROM_SITES:
         written.add(write_ndjson(candidate_feed(config, plan), out))
     else:
         written.add(_write_in_parallel(config, plan, out, jobs))

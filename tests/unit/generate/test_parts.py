@@ -206,9 +206,13 @@ def test_now_parses_dates_and_times_in_vietnamese_time() -> None:
         parse_now("yesterday", default)
 
 
-def test_parallel_output_is_byte_for_byte_the_sequential_one(trees: OrgTrees) -> None:
+def test_parallel_output_is_byte_for_byte_the_sequential_one(
+    trees: OrgTrees, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ketnap.generate import ndjson
     from ketnap.generate.ndjson import write_feed
 
+    monkeypatch.setattr(ndjson, "_PARALLEL_FROM_SITES", 2)
     config = GeneratorConfig(now=NOW, seed=4, scale=0.003, first_year=2025, last_year=2025)
     one, two = io.BytesIO(), io.BytesIO()
     written = write_feed(config, one, jobs=1)
