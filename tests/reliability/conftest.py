@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import TEST_DATABASE_URL, fresh_database_url
 from tests.reliability.harness import FULL, SERVICES, Cluster, ClusterSpec, Figures
+from tests.reliability.model import every_token
 
 RESULTS = Path(__file__).parent / "results" / "latest.md"
 BOOK: list[Figures] = []
@@ -56,11 +57,27 @@ def open_cluster(tmp_path: Path) -> OpenCluster:
     return opened
 
 
+@pytest.fixture(scope="session")
+async def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    """One cluster for the scenarios that inject no process fault (duplicates, poison, order, isolation).
+
+    Each of them works in provinces of its own (disjoint sets of ``UNMERGED``), so no
+    province rollup mixes two scenarios' counts; every province of both trees has a token.
+    """
+    tmp = tmp_path_factory.mktemp("shared")
+    cluster = Cluster(tmp / "cluster", ClusterSpec(every_token()), await fresh_databases(tmp, "shared"))
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return "> 30" if value == float("inf") else f"{value:.3g}"
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 

@@ -253,6 +253,14 @@ def merge_buckets(parts: Iterable[list[tuple[float, float]]]) -> list[tuple[floa
 # -- the cluster ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Mark:
+    """The cumulative figures of a cluster when a scenario began."""
+
+    freshness: dict[str, list[tuple[float, float]]]
+    redeliveries: dict[str, int]
+
+
 @dataclass
 class ClusterSpec:
     tokens: dict[str, list[str]]
@@ -397,11 +405,27 @@ class Cluster:
 
     # figures from the sampler
 
-    def p99_freshness(self, service: str) -> float | None:
-        return p99(merge_buckets(s.freshness.get(service, []) for s in self.scrapes.values()))
+    def mark(self) -> Mark:
+        """Start a scenario's figures here (on a cluster shared by several scenarios)."""
+        self.max_lag.clear()
+        return Mark(
+            {s: self.freshness_buckets(s) for s in CONSUMES},
+            {s: self.redeliveries(s) for s in CONSUMES},
+        )
 
-    def redeliveries(self, service: str) -> int:
-        return int(sum(s.redeliveries for (name, _), s in self.scrapes.items() if name.startswith(service)))
+    def freshness_buckets(self, service: str) -> list[tuple[float, float]]:
+        return merge_buckets(s.freshness.get(service, []) for s in self.scrapes.values())
+
+    def p99_freshness(self, service: str, since: Mark | None = None) -> float | None:
+        buckets = self.freshness_buckets(service)
+        if since is not None:
+            before = dict(since.freshness.get(service, []))
+            buckets = [(le, cum - before.get(le, 0.0)) for le, cum in buckets]
+        return p99(buckets)
+
+    def redeliveries(self, service: str, since: Mark | None = None) -> int:
+        total = int(sum(s.redeliveries for (name, _), s in self.scrapes.items() if name.startswith(service)))
+        return total - (since.redeliveries.get(service, 0) if since else 0)
 
     def exits(self, service: str) -> list[int]:
         return [code for r in self.of(service) for code in r.exits]
@@ -810,14 +834,17 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-async def publish_raw(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
+Raw = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
+
+
+async def publish_raw(bootstrap: str, topic: str, messages: Sequence[Raw]) -> None:
     """Put records straight on a topic (poison, duplicates), acks=all."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, max_request_size=8 * 1024 * 1024
     )
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        futures = [await producer.send(topic, value, key=key, headers=h) for key, value, h in messages]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -887,9 +914,10 @@ class Figures:
     passed: bool = False
     notes: str = ""
 
-    def fill(self, cluster: Cluster, verdict: Verdict | None = None) -> Figures:
+    def fill(self, cluster: Cluster, verdict: Verdict | None = None, since: Mark | None = None) -> Figures:
         self.max_lag = int(max(cluster.max_lag.values(), default=0))
-        values = [v for v in (cluster.p99_freshness("quota"), cluster.p99_freshness("reporting")) if v]
+        found = (cluster.p99_freshness("quota", since), cluster.p99_freshness("reporting", since))
+        values = [v for v in found if v]
         self.p99_freshness_s = max(values) if values else None
         if verdict is not None:
             self.lost, self.double_counted = verdict.lost, verdict.double_counted

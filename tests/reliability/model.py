@@ -191,26 +191,36 @@ def _district(org: OrgTrees, commune: str) -> str:
 # -- candidate stories -----------------------------------------------------------------
 
 
-def candidate_story(rng: random.Random, cid: str, branch: Branch, mates: Sequence[Branch]) -> list[Event]:
-    """One candidate's valid history in the legacy period: milestones in order, maybe a drop,
-    a transfer to another branch of the same province, or a void of its last event."""
+def candidate_story(
+    rng: random.Random,
+    cid: str,
+    branch: Branch,
+    mates: Sequence[Branch],
+    *,
+    first: datetime = datetime(2023, 1, 1, 9, tzinfo=VN),
+    spread_days: int = 500,
+    until: datetime = LAST_LEGACY_DAY,
+) -> list[Event]:
+    """One candidate's valid history between ``first`` and ``until`` (legacy period by default):
+    milestones in order, maybe a drop, a transfer to another branch of the same province,
+    or a void of its last event."""
     profile = {
         "birth_year": rng.randint(1975, 2006),
         "sex": rng.choice(("female", "male")),
         "categories": sorted(rng.sample(CATEGORIES, rng.randint(0, 2))),
     }
     reach = rng.choices((1, 2, 3, 4, 5), weights=(1, 1, 1, 3, 2))[0]
-    t = datetime(2023, 1, 1, 9, tzinfo=VN) + timedelta(days=rng.randint(0, 500), minutes=rng.randint(0, 600))
+    t = first + timedelta(days=rng.randint(0, spread_days), minutes=rng.randint(0, 600))
     events: list[Event] = []
     for i, milestone in enumerate(MILESTONES[:reach]):
-        if t > LAST_LEGACY_DAY:
+        if t > until:
             break
         data: dict[str, Any] = {"branch_id": branch.id}
         if milestone == "sourced":
             data["profile"] = profile
         events.append(cloudevent(f"candidate.{milestone}", data, t, subject=cid, event_id=f"{cid}-{i}"))
         t += timedelta(days=rng.randint(20, 60) if i < 3 else 370)
-    t = min(t, LAST_LEGACY_DAY)
+    t = min(t, until)
     roll = rng.random()
     if roll < 0.05:
         data = {"branch_id": branch.id, "reason": "moved_away"}
@@ -225,15 +235,20 @@ def candidate_story(rng: random.Random, cid: str, branch: Branch, mates: Sequenc
     return events
 
 
-def candidate_stories(world: World, events: int, *, seed: int = 1, prefix: str = "c") -> list[list[Event]]:
-    """Candidates spread over every branch until about ``events`` events; one list per candidate."""
+def candidate_stories(
+    world: World, events: int, *, seed: int = 1, prefix: str = "c", **window: Any
+) -> list[list[Event]]:
+    """Candidates spread over every branch until about ``events`` events; one list per candidate.
+
+    ``window``: ``first``, ``spread_days``, ``until`` of :func:`candidate_story`.
+    """
     rng = random.Random(seed)
     stories: list[list[Event]] = []
     total, n = 0, 0
     by_province = {p: world.of(p) for p in world.provinces}
     while total < events:
         branch = world.branches[n % len(world.branches)]
-        story = candidate_story(rng, f"{prefix}{seed}-{n:06d}", branch, by_province[branch.province])
+        story = candidate_story(rng, f"{prefix}{seed}-{n:06d}", branch, by_province[branch.province], **window)
         stories.append(story)
         total += len(story)
         n += 1
