@@ -26,6 +26,7 @@ from services.intake.domain.decide import ACCEPTED, DUPLICATE, REJECTED, Plan, R
 from services.intake.handlers import ConcurrentWriters, Intake
 from services.intake.metrics import BATCH_SIZE, REQUEST_SECONDS, observe_plan
 from services.intake.publisher import BrokerUnavailable
+from services.intake.store import DatabaseUnavailable
 from shared.http import Problem, bearer_token, match_token
 from shared.logging import get_logger
 from shared.scope import TokenScope
@@ -131,12 +132,20 @@ async def _ingest(
     except BrokerUnavailable as down:
         detail = f"{down}; nothing was accepted, retry"
         raise Problem(503, "broker_unavailable", detail, headers=retry) from down
-    except (DBAPIError, OSError) as down:
+    except (DatabaseUnavailable, DBAPIError, OSError) as down:
         raise Problem(
-            503, "database_unavailable", f"intake database: {type(down).__name__}; retry", headers=retry
+            503,
+            "database_unavailable",
+            f"intake database unavailable ({_reason(down)}); retry",
+            headers=retry,
         ) from down
     except ConcurrentWriters as busy:
         raise Problem(503, "concurrent_writers", f"{busy}; retry", headers=retry) from busy
+
+
+def _reason(down: Exception) -> str:
+    """The failure's kind only: a driver's message may quote SQL and the events' values."""
+    return str(down) if isinstance(down, DatabaseUnavailable) else type(down).__name__
 
 
 def answer(plan: Plan) -> dict[str, Any]:

@@ -26,11 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.intake.domain.decide import Accepted, Known, Lookups, StoredEvent
 from services.intake.domain.registry import Attribution, BranchHistory, Placement
 from shared.events import BranchRegistered
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or refused a statement; the request may be retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,21 +83,26 @@ class IntakeStore:
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.postgresql = engine.dialect.name == "postgresql"
         # Imported here: the back ends import this module's row types.
-        from services.intake.store_postgresql import PostgresBackend
+        from services.intake.store_postgresql import DRIVER_ERRORS, PostgresBackend
         from services.intake.store_sqlalchemy import SqlAlchemyBackend
 
         self._postgres, self._generic = PostgresBackend, SqlAlchemyBackend
+        self._errors: tuple[type[BaseException], ...] = (DBAPIError, OSError, *DRIVER_ERRORS)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[StoreConnection]:
-        async with self.engine.connect() as connection:
-            backend: Backend
-            if self.postgresql:
-                raw = await connection.get_raw_connection()
-                backend = self._postgres(raw.driver_connection)
-            else:
-                backend = self._generic(connection)
-            yield StoreConnection(backend)
+        """One connection for a request; any database failure becomes :class:`DatabaseUnavailable`."""
+        try:
+            async with self.engine.connect() as connection:
+                yield StoreConnection(await self._backend(connection))
+        except self._errors as down:
+            raise DatabaseUnavailable(type(down).__name__) from down
+
+    async def _backend(self, connection: AsyncConnection) -> Backend:
+        if self.postgresql:
+            raw = await connection.get_raw_connection()
+            return self._postgres(raw.driver_connection)
+        return self._generic(connection)
 
 
 class StoreConnection:

@@ -11,9 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
 from services.intake.domain.decide import Accepted
 from services.intake.domain.registry import Placement
 from services.intake.store import EventRow
+
+DRIVER_ERRORS: Final[tuple[type[BaseException], ...]] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+"""asyncpg's own errors: statements here bypass SQLAlchemy, which would have wrapped them."""
 
 _LOOKUP: Final = """
 SELECT 'e' AS kind, e.id AS key, e.content_hash, c.claim_id IS NOT NULL AS published, e.branch_id,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.intake.tables import branches, history
 from shared.db import make_engine
@@ -117,3 +122,61 @@ async def test_a_branch_that_moves_keeps_its_history(start_intake: StartIntake, 
         await engine.dispose()
     assert current.legacy_parent == "C02680"
     assert [r.legacy_parent for r in rows] == ["C06901", "C02680"]
+
+
+@contextlib.asynccontextmanager
+async def database_down(database_url: str) -> AsyncIterator[None]:
+    """PostgreSQL: refuse new connections and cut the open ones. SQLite: move the file away."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        _set_aside(path)
+        try:
+            yield
+        finally:
+            _restore(path)
+        return
+    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false'))
+            await connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
+                {"db": url.database},
+            )
+        yield
+        async with admin.connect() as connection:
+            await connection.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true'))
+    finally:
+        await admin.dispose()
+
+
+def _set_aside(path: Path) -> None:
+    """The database file and its -wal/-shm companions, moved to a sibling directory."""
+    aside = path.parent / "aside"
+    aside.mkdir()
+    for part in path.parent.glob(path.name + "*"):
+        part.rename(aside / part.name)
+
+
+def _restore(path: Path) -> None:
+    for leftover in path.parent.glob(path.name + "*"):
+        leftover.unlink()  # the empty database a connection attempt created meanwhile
+    for part in (path.parent / "aside").iterdir():
+        part.rename(path.parent / part.name)
+
+
+async def test_database_down_is_503_then_the_retry_is_accepted(
+    start_intake: StartIntake, database_url: str
+) -> None:
+    served = await start_intake()
+    reg = branch()
+    events = [reg, candidate("sourced", reg["data"]["branch_id"])]
+    async with served.client() as client:
+        async with database_down(database_url):
+            down = await post(client, events)
+        assert down.status_code == 503
+        assert down.json()["code"] == "database_unavailable"
+        assert int(down.headers["retry-after"]) > 0
+        again = await post(client, events)
+    assert statuses(again) == ["accepted", "accepted"]
