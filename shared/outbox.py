@@ -9,9 +9,10 @@ deletes them. Guarantees:
   between publishes it again, with the same ``message-id`` header
   (``<service>:<row id>``) so consumers can deduplicate;
 - in order: one relay at a time publishes (a PostgreSQL advisory lock; rows claimed
-  ``FOR UPDATE SKIP LOCKED`` as well), rows in id order, and aiokafka keeps the order
-  per partition; a row is written after the row locks of its effect are held, so
-  per key the id order is the order of the changes;
+  ``FOR UPDATE SKIP LOCKED`` as well), rows in id order, as whole batches per
+  partition (the default partitioner's choice for the key); a row is written after
+  the row locks of its effect are held, so per key the id order is the order of the
+  changes;
 - never blocking the writer: a broker outage only grows the backlog
   (``ketnap_outbox_backlog``); the relay retries at most once per second.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import zlib
 from collections.abc import Sequence
@@ -32,6 +34,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -155,6 +158,8 @@ class OutboxRelay:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._backlog_checked = 0.0
+        self._partitions: dict[str, list[int]] = {}
+        self._by_key: dict[tuple[str, bytes], int] = {}
         self.published = 0
 
     def wake(self) -> None:
@@ -214,16 +219,38 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
-        futures = [
-            await self.producer.send(
-                row.topic,
-                row.value,
-                key=row.key,
-                headers=_headers(row.headers, f"{self.service}:{row.id}"),
-            )
-            for row in rows
-        ]
+        """Rows grouped per partition, in id order, as whole batches (``send`` costs ~20 us a message).
+
+        Partitions are those of the default partitioner (murmur2 of the key, as the Java
+        client), so a key always lands where any other producer would put it.
+        """
+        groups: dict[tuple[str, int], list[Any]] = {}
+        for row in rows:
+            groups.setdefault((row.topic, await self._partition(row.topic, row.key)), []).append(row)
+        futures = []
+        for (topic, partition), members in groups.items():
+            batch = self.producer.create_batch()
+            for row in members:
+                headers = _headers(row.headers, f"{self.service}:{row.id}")
+                if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:
+                    futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                    batch = self.producer.create_batch()
+                    batch.append(key=row.key, value=row.value, timestamp=None, headers=headers)
+            futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
+
+    async def _partition(self, topic: str, key: bytes | None) -> int:
+        known = self._partitions.get(topic)
+        if known is None:
+            known = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        if key is None:
+            return random.choice(known)
+        cached = self._by_key.get((topic, key))
+        if cached is None:
+            cached = self._by_key[(topic, key)] = int(DefaultPartitioner()(key, known, known))
+            if len(self._by_key) > 100_000:
+                self._by_key.clear()
+        return cached
 
     async def _observe_backlog(self, connection: AsyncConnection, fetched: int) -> None:
         """Set the backlog gauge: exact when the outbox emptied, counted at most once a second otherwise."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import delete, func, select, text
 
 from services.quota.cache import StateCache
@@ -166,6 +167,8 @@ async def test_tally_changes_on_the_topic_add_up_to_the_tallies(
     for record in await read_topic(broker.bootstrap, TALLY_CHANGES, idle_ms=1000):
         change = TallyChange.model_validate_json(record.value)
         assert record.key == change.branch_id.encode()
+        assert record.partition == DefaultPartitioner()(record.key, list(range(12)), [])  # as any producer
+        assert dict(record.headers)["message-id"].startswith(b"quota:")
         key = (change.branch_id, change.date.isoformat(), change.metric, change.category)
         if (key, change.version) in seen:
             continue  # at least once: a repeated version is the same change
