@@ -16,10 +16,13 @@ envelope (ketnap's quota re-validates every event; the peer trusts the intake).
 
 Measured: ``peer_replay_events_per_s``, the N events already on the topic, from the
 first message processed to the final checkpoint (producer flushed, state and offsets
-committed). librdkafka takes ~20 s to join a consumer group on Tansu; that join is not
-counted: the clock starts at the first processed message. ``peer_ratio`` is ketnap's
-replay throughput on the same events over the peer's, when ``benchmarks.quota`` exposes
-``replay_events_per_s(events)``.
+committed), then checked: both output topics hold one change per counted (event,
+category). Joining the consumer group (23 s on Tansu with librdkafka's defaults, ~3 s
+with `make_app`'s settings) and opening the state stores are not counted: the clock
+starts at the first processed message. ``peer_events_per_cpu_s`` divides by this
+process's CPU time instead (Quix and librdkafka, not the broker): steadier on a loaded
+machine. ``peer_ratio`` is ketnap's replay throughput on the same events over the
+peer's, when ``benchmarks.quota`` exposes ``replay_events_per_s(events)``.
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from quixstreams import Application
 
@@ -64,6 +67,7 @@ COMMUNES_PER_PROVINCE = 40
 LATE_SOURCED = 0.02  # share of candidates whose `sourced` reaches the topic after a later milestone
 
 Tally = dict[str, Any]
+Key = tuple[str, str, str, str]  # (branch or province, local date, metric, category)
 
 
 class Store(Protocol):
@@ -191,10 +195,11 @@ def categories_of(profile: dict[str, Any]) -> list[str]:
 
 
 def local_date(stamp: str) -> str:
+    """The Vietnamese calendar date (ISO) of an RFC 3339 time."""
     return datetime.fromisoformat(stamp).astimezone(VN_TZ).date().isoformat()
 
 
-def expected_tallies(feed: Feed) -> Counter[tuple[str, str, str, str]]:
+def expected_tallies(feed: Feed) -> Counter[Key]:
     """The branch tallies the job must end with, straight from the feed (no holds, no state).
 
     An event counts when its candidate's ``sourced`` is in the feed (the generator never
@@ -205,7 +210,7 @@ def expected_tallies(feed: Feed) -> Counter[tuple[str, str, str, str]]:
         for e in feed.events
         if e["type"].endswith("sourced")
     }
-    tallies: Counter[tuple[str, str, str, str]] = Counter()
+    tallies: Counter[Key] = Counter()
     for e in feed.events:
         for cat in cats.get(e["subject"], ()):
             tallies[(e["data"]["branch_id"], local_date(e["time"]), e["type"].rpartition(".")[2], cat)] += 1
@@ -375,11 +380,11 @@ class _Finish:
 def make_app(bootstrap: str, state_dir: str, on_processed: Callable[[str, int, int], None]) -> Application:
     """At-least-once on Tansu: no idempotent producer, and two consumer settings Tansu needs.
 
-    Tansu answers a JoinGroup only after about half of ``session.timeout.ms`` (librdkafka's
-    45 s default means a 23 s join; 6 s, Kafka's minimum, gives 3 s), and it serves one
-    connection's requests in order, so every offset or watermark query waits behind a
-    long-polling Fetch: ``fetch.wait.max.ms`` of 500 costs ~0.5 s per state partition
-    assigned (36 of them) and per offset commit.
+    Measured on Tansu: a JoinGroup is answered after about half of ``session.timeout.ms``
+    (librdkafka's 45 s default: a 23 s join; 6 s, Kafka's usual minimum: 3 s), and a
+    watermark query waits behind the consumer's long-polling Fetch, so librdkafka's
+    ``fetch.wait.max.ms`` of 500 costs ~0.5 s for each of the 36 state partitions Quix
+    assigns (18 s before the first message); 50 ms costs ~2 s.
     """
     return Application(
         broker_address=bootstrap,
@@ -409,32 +414,50 @@ def replay(bootstrap: str, feed: Feed, state_root: str | None = None) -> Replaye
         app = make_app(bootstrap, state_dir, finish.processed)
         finish.watch(app)
         build_job(app, feed.provinces)
-        app.run()
+        app.run(timeout=60, collect=False)  # a stall ends the run (and the check below fails it)
     if finish.seen < total or not finish.ended:
         raise RuntimeError(f"peer stopped after {finish.seen} of {total} messages")
     n = len(feed.events)
     return Replayed(n / (finish.ended - finish.started), n / (finish.cpu_ended - finish.cpu_started))
 
 
-def read_topic(bootstrap: str, topic: str, expected: int) -> Iterator[dict[str, Any]]:
-    """Up to ``expected`` values of ``topic`` from the start (for checks, not timed)."""
-    from confluent_kafka import Consumer
+def final_values(bootstrap: str, topic: str, unit: str, expected: int) -> dict[Key, int]:
+    """The last ``value`` per (unit, date, metric, category) of ``topic``, read from the start.
 
+    Read up to ``expected`` changes (partitions assigned: no group join). Not from the high
+    watermarks: Tansu reports them short of what is readable (8,495 for 10,000 messages).
+    """
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"peer-check-{topic}", "auto.offset.reset": "earliest"}
+        {"bootstrap.servers": bootstrap, "group.id": "peer-check", "enable.auto.commit": False}
     )
-    consumer.subscribe([topic])
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    final: dict[Key, int] = {}
+    seen, idle = 0, 0
     try:
-        seen, idle = 0, 0
-        while seen < expected and idle < 30:
-            message = consumer.poll(1.0)
-            if message is None or message.error():
-                idle += 1
-                continue
-            seen, idle = seen + 1, 0
-            yield orjson.loads(message.value())
+        while seen < expected and idle < 50:
+            messages = [m for m in consumer.consume(10_000, 0.2) if not m.error()]
+            seen, idle = seen + len(messages), 0 if messages else idle + 1
+            for message in messages:
+                c = orjson.loads(message.value())
+                key = (c[unit], c["date"], c["metric"], c["category"])
+                final[key] = max(final.get(key, 0), c["value"])
     finally:
         consumer.close()
+    return final
+
+
+def check_outputs(bootstrap: str, feed: Feed) -> None:
+    """Both output topics end with the feed's tallies, or the figure means nothing."""
+    branches = expected_tallies(feed)
+    provinces: Counter[Key] = Counter()
+    for (branch, day, metric, category), value in branches.items():
+        provinces[(feed.provinces[branch], day, metric, category)] += value
+    changes = sum(branches.values())
+    if final_values(bootstrap, PEER_TALLIES, "branch_id", changes) != branches:
+        raise RuntimeError(f"{PEER_TALLIES} does not end with the feed's branch tallies")
+    if final_values(bootstrap, PEER_PROVINCES, "province", changes) != provinces:
+        raise RuntimeError(f"{PEER_PROVINCES} does not end with the feed's province tallies")
 
 
 def ketnap_replay(events: list[dict[str, Any]]) -> float | None:
@@ -454,6 +477,7 @@ def run(quick: bool) -> dict[str, float]:
         create_peer_topics(running.bootstrap)
         produce(running.bootstrap, feed.events)
         replayed = replay(running.bootstrap, feed)
+        check_outputs(running.bootstrap, feed)
     figures = {
         "peer_replay_events_per_s": replayed.events_per_s,
         "peer_events_per_cpu_s": replayed.events_per_cpu_s,
