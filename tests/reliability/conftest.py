@@ -73,6 +73,19 @@ async def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         await cluster.stop()
 
 
+@pytest.fixture(scope="session")
+async def read_auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    """A cluster with reads closed (``KETNAP_READ_AUTH=true``, as in production): read access and fuzzing."""
+    tmp = tmp_path_factory.mktemp("readauth")
+    spec = ClusterSpec(every_token(), read_auth=True)
+    cluster = Cluster(tmp / "cluster", spec, await fresh_databases(tmp, "readauth"))
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
