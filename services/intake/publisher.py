@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from services.intake.domain.decide import Accepted
+from services.intake.partition import partition_for
 from shared.topics import CLOUDEVENTS_CONTENT_TYPE, CORRELATION_HEADER
-
-_PARTITIONER: Final = DefaultPartitioner()
 
 
 class BrokerUnavailable(Exception):
@@ -67,14 +65,15 @@ async def _send_batches(
     """Fill one record batch per partition (a new one when full) and hand each to the producer.
 
     Batching here rather than calling ``send`` per event saves most of the per-message cost;
-    the partition is the Java client's murmur2 of the key, as ``send`` would choose it.
+    the partition is the Java client's murmur2 of the key, as ``send`` would choose it
+    (:mod:`partition`).
     """
     partitions = {t: sorted(await producer.partitions_for(t)) for t in {a.topic for a in accepted}}
     open_batches: dict[tuple[str, int], Any] = {}
     pending: list[asyncio.Future[object]] = []
     for each in accepted:
         key, value = each.key.encode(), cloudevent_value(each, stamp)
-        where = (each.topic, _PARTITIONER(key, partitions[each.topic], []))
+        where = (each.topic, partition_for(key, partitions[each.topic]))
         batch = open_batches.get(where)
         if batch is None or batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
             if batch is not None:

@@ -40,7 +40,7 @@ from services.intake.domain.model import (
     Result,
     StoredEvent,
 )
-from services.intake.domain.registry import Attribution, BranchHistory, Placement
+from services.intake.domain.registry import Attribution, BranchHistory, Placement, tree_at
 from services.intake.domain.validation import Refusal, content_hash, item_id, validate_item
 from shared.events import (
     BranchRegistered,
@@ -50,7 +50,7 @@ from shared.events import (
     TargetSet,
     short_type,
 )
-from shared.orgtree import OrgTrees, TreeVersion, local_date, tree_in_force
+from shared.orgtree import OrgTrees, TreeVersion
 from shared.scope import TokenScope, province_of
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 
@@ -218,7 +218,7 @@ class _Judge:
         return placement, attribution
 
     def _target(self, event: Envelope, data: TargetSet) -> Attribution:
-        tree: TreeVersion = data.tree or tree_in_force(local_date(event.time))
+        tree: TreeVersion = data.tree or tree_at(event.time)
         if data.unit_id not in self.trees[tree]:
             raise _Rejection("unknown_unit", f"unit_id: {data.unit_id} is not a unit of the {tree} tree")
         attribution = Attribution(data.unit_id, tree)
@@ -236,7 +236,7 @@ class _Judge:
         history = self._history(branch_id, "branch_id")
         attribution = history.attribution(event.time, self.trees)
         if attribution is None:
-            tree = tree_in_force(local_date(event.time))
+            tree = tree_at(event.time)
             raise _Rejection("unknown_unit", f"branch {branch_id} has no unit in the {tree} tree")
         self._require(attribution, f"branch {branch_id} ({attribution.unit_id}, {attribution.tree})")
         return branch_id, attribution
@@ -278,7 +278,7 @@ class _Judge:
 
 def _registration_attribution(at: datetime, named: list[tuple[TreeVersion, str]]) -> Attribution:
     """A registration counts under its parent in the tree in force at its time, else the other one."""
-    in_force = tree_in_force(local_date(at))
+    in_force = tree_at(at)
     tree, unit = next(((t, u) for t, u in named if t == in_force), named[0])
     return Attribution(unit, tree)
 

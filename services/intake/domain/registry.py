@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from shared.orgtree import OrgTrees, TreeVersion, local_date, tree_in_force
 
@@ -77,7 +78,7 @@ class BranchHistory:
 
     def attribution(self, at: datetime, trees: OrgTrees) -> Attribution | None:
         """Where an event of this branch dated ``at`` counts; None if the branch has no unit for it."""
-        tree = tree_in_force(local_date(at))
+        tree = tree_at(at)
         unit = self.parent(tree, at)
         if unit is not None:
             return Attribution(unit, tree)
@@ -87,6 +88,12 @@ class BranchHistory:
             return Attribution(mapped, "2025") if mapped is not None else None
         v2025 = self.parent("2025", at)
         return Attribution(v2025, "2025") if v2025 is not None else None
+
+
+@lru_cache(maxsize=1 << 14)
+def tree_at(at: datetime) -> TreeVersion:
+    """The tree in force at an instant's local date (memoised: batches share a few dates)."""
+    return tree_in_force(local_date(at))
 
 
 def _order(placement: Placement) -> tuple[datetime, str]:
