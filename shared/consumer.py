@@ -235,6 +235,7 @@ class BatchConsumer:
             batch=True,
             max_records=self.settings.consumer_batch,
             batch_timeout_ms=100,
+            fetch_max_wait_ms=50,
             group_id=self.spec.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
