@@ -95,7 +95,8 @@ def test_activity_masks_set_and_clear_day_bits() -> None:
     masks.mark("B-1", date(2024, 2, 29).toordinal(), True)
     masks.mark("B-1", date(2024, 2, 1).toordinal(), True)
     masks.mark("B-1", date(2024, 12, 31).toordinal(), False)
-    assert masks.set_rows() == [("B-1", 2024, 0, (1 << 28) | 1, *([0] * 10))]
+    places = ("C06901", "D200", "P22", "C06913", "P22")
+    assert masks.set_rows(lambda _: places) == [("B-1", 2024, 0, (1 << 28) | 1, *([0] * 10), *places)]
     assert masks.clear_rows() == [("B-1", 2024, *([0] * 11), 1 << 30)]
 
 

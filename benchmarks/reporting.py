@@ -1,0 +1,153 @@
+"""Reporting: fold throughput and rollup query latency with a national year loaded.
+
+A synthetic national year, deterministic for its seed: 100,000 branches over the
+10,035 legacy communes (each with its official 2025 commune), 2,000,000 candidate
+events spread over 2024 in time order (``--quick``: 200,000 events over 37 days,
+the same density), each giving one tally change per key it touches (``all``, half
+of them ``female``, some a profile category), as the quota service emits them.
+
+- ``reporting_fold_per_s``: tally changes folded per second by the service's
+  batch handler path (`Folder.fold`, batches of ``consumer_batch``), on the
+  benchmark database (PostgreSQL when one runs on 127.0.0.1:5432, else SQLite);
+  the 100,000 registrations are loaded first and not counted.
+- ``query_<unit>_<period>_p50_ms`` / ``_p99_ms``: one rollup answer
+  (`ReportingReads.rollup`: validation, one snapshot, every query, the answer dict)
+  for ``VN``, a province (``P01`` Hà Nội, the largest, in both trees) and a commune,
+  for the year and for a date range with partial months at both ends;
+  ``query_p99_ms`` is the worst of those p99s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from benchmarks.common import fresh_database, percentile
+from services.reporting.domain import BranchRegistration
+from services.reporting.fold import Change, Folder, Registration
+from services.reporting.placing import Placer
+from services.reporting.queries import RollupReader
+from services.reporting.reads import ReportingReads
+from services.reporting.series import SERIES
+from shared.db import make_engine, migrate
+from shared.orgtree import load_org_trees
+from shared.settings import Settings
+
+BRANCHES = 100_000
+METRICS = ("sourced", "class_completed", "dossier_verified", "admitted", "confirmed")
+CATEGORIES = ("ethnic_minority", "youth_union", "student", "religious", "private_sector")
+QUERIES = {
+    "vn": ("VN", None),
+    "province": ("P01", None),
+    "province2025": ("P01", "2025"),
+    "commune": ("C06901", None),
+}
+PERIODS = {"year": "2024", "range": "2024-01-15..2024-05-20"}
+
+
+def registrations() -> list[BranchRegistration]:
+    trees = load_org_trees()
+    communes = [c.id for c in trees.legacy.units("commune")]
+    found = []
+    for i in range(BRANCHES):
+        commune = communes[i % len(communes)]
+        branch_id = f"B-{commune}-{i // len(communes):02d}"
+        parent_2025 = trees.to_2025(commune)
+        found.append(BranchRegistration(branch_id, commune, parent_2025, f"Chi bộ {i}", "residential"))
+    return found
+
+
+def changes(branches: list[BranchRegistration], events: int, days: int, batch: int) -> Iterator[list[Change]]:
+    """Batches of tally changes in time order, values and versions as the quota service sets them."""
+    rng = random.Random(20241)
+    held: dict[tuple[str, int, int], tuple[int, int]] = {}
+    start = date(2024, 1, 1).toordinal()
+    pending: list[Change] = []
+    for ordinal in sorted(start + rng.randrange(days) for _ in range(events)):
+        branch = branches[rng.randrange(len(branches))].branch_id
+        metric = METRICS[min(4, int(rng.expovariate(0.8)))]
+        categories = ["all", *(["female"] if rng.random() < 0.5 else [])]
+        if rng.random() < 0.3:
+            categories.append(rng.choice(CATEGORIES))
+        for category in categories:
+            key = (branch, SERIES[(metric, category)], ordinal)
+            value, version = held.get(key, (0, 0))
+            held[key] = (value + 1, version + 1)
+            pending.append(Change(branch, ordinal, key[1], value + 1, version + 1))
+        if len(pending) >= batch:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+async def load(engine: AsyncEngine, folder: Folder, events: int, days: int, batch: int) -> dict[str, float]:
+    branches = registrations()
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    for offset in range(0, len(branches), batch):
+        async with engine.begin() as connection:
+            chunk = branches[offset : offset + batch]
+            await folder.register(connection, [Registration(b, at, f"reg-{b.branch_id}") for b in chunk])
+    folded, spent = 0, 0.0
+    for chunk in changes(branches, events, days, batch):
+        started = time.perf_counter()
+        async with engine.begin() as connection:
+            await folder.fold(connection, chunk)
+        spent += time.perf_counter() - started
+        folded += len(chunk)
+    return {"reporting_fold_per_s": folded / spent, "reporting_changes_loaded": float(folded)}
+
+
+async def latencies(reads: ReportingReads, repeats: int) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    worst = 0.0
+    for name, (unit_id, tree) in QUERIES.items():
+        for label, period in PERIODS.items():
+            question = reads.question(unit_id, period, tree, "admitted", "all")
+            timings = []
+            for attempt in range(repeats + 5):
+                started = time.perf_counter()
+                await reads.rollup(question)
+                if attempt >= 5:  # warm-up excluded
+                    timings.append((time.perf_counter() - started) * 1000)
+            figures[f"query_{name}_{label}_p50_ms"] = percentile(timings, 50)
+            figures[f"query_{name}_{label}_p99_ms"] = percentile(timings, 99)
+            worst = max(worst, figures[f"query_{name}_{label}_p99_ms"])
+    figures["query_p99_ms"] = worst
+    return figures
+
+
+async def measure(url: str, quick: bool) -> dict[str, float]:
+    engine = make_engine(url)
+    try:
+        await migrate(engine, "reporting")
+        placer = Placer(load_org_trees())
+        batch = Settings().consumer_batch
+        events, days = (200_000, 37) if quick else (2_000_000, 366)
+        figures = await load(engine, Folder(placer), events, days, batch)
+        reads = ReportingReads(engine, RollupReader(placer))
+        figures |= await latencies(reads, 50 if quick else 200)
+        return figures
+    finally:
+        await engine.dispose()
+
+
+def run(quick: bool) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), "reporting") as url:
+        if os.environ.get("KETNAP_BENCH_DATABASE") == "sqlite":
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'reporting.sqlite'}"
+        return asyncio.run(measure(url, quick))
+
+
+if __name__ == "__main__":
+    for name, value in run("--quick" in sys.argv).items():
+        print(f"{name:40s} {value:12.2f}")
