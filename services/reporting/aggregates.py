@@ -9,12 +9,13 @@ replay touches the ``VN`` and province rows once per batch, not once per change.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
 from services.reporting.bulk import Row
 from services.reporting.placing import Plan
-from services.reporting.tables import MONTH_COLUMNS, TOTAL, UNMAPPED
+from services.reporting.tables import ACTIVITY_PLACES, MONTH_COLUMNS, TOTAL, UNMAPPED
 
 UnitKey = tuple[str, str, int, int, int]
 """(tree, unit_id, series, part, bucket)"""
@@ -95,11 +96,15 @@ class ActivityMasks:
         masks = (self.set_bits if active else self.clear_bits)[(branch_id, day.year)]
         masks[day.month - 1] |= 1 << (day.day - 1)
 
-    def set_rows(self) -> list[Row]:
-        return [(branch_id, year, *masks) for (branch_id, year), masks in self.set_bits.items()]
+    def set_rows(self, places: Callable[[str], Row]) -> list[Row]:
+        """Rows of ``ACTIVITY_COLUMNS``; ``places`` gives a branch's ``ACTIVITY_PLACES`` values."""
+        return [
+            (branch_id, year, *masks, *places(branch_id))
+            for (branch_id, year), masks in self.set_bits.items()
+        ]
 
     def clear_rows(self) -> list[Row]:
         return [(branch_id, year, *masks) for (branch_id, year), masks in self.clear_bits.items()]
 
 
-ACTIVITY_COLUMNS = ("branch_id", "year", *MONTH_COLUMNS)
+ACTIVITY_COLUMNS = ("branch_id", "year", *MONTH_COLUMNS, *ACTIVITY_PLACES)

@@ -79,6 +79,18 @@ def placement_values(legacy: PlacementRow, v2025: PlacementRow) -> Row:
     )
 
 
+def activity_places(state: BranchState) -> Row:
+    """The values of ``ACTIVITY_PLACES`` for a branch."""
+    legacy, v2025 = state.legacy, state.v2025
+    return (legacy.anchor, legacy.district_id, legacy.province_id, v2025.anchor, v2025.province_id)
+
+
+def branch_state(row: Row) -> BranchState:
+    """The state of a ``BRANCHES`` row (branch_id, registration columns, placement columns)."""
+    registration = len(REGISTRATION_COLUMNS)
+    return _state((row[0], None, None, *row[1 + registration :]))
+
+
 async def lock_branches(
     connection: AsyncConnection, placer: Placer, branch_ids: Sequence[str], moving: bool, deltas: Deltas
 ) -> dict[str, BranchState]:
@@ -148,4 +160,13 @@ def utc(value: datetime | str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-__all__ = ["BRANCHES", "TREES", "BranchState", "lock_branches", "placement_values", "utc"]
+__all__ = [
+    "BRANCHES",
+    "TREES",
+    "BranchState",
+    "activity_places",
+    "branch_state",
+    "lock_branches",
+    "placement_values",
+    "utc",
+]

@@ -67,8 +67,7 @@ async def upsert(connection: AsyncConnection, statement: Upsert, rows: Sequence[
     """Write all rows with one statement (PostgreSQL) or one executemany (SQLite)."""
     if not rows:
         return
-    positions = statement.key_positions()
-    ordered = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
+    ordered = _in_key_order(statement, rows)
     native = await driver(connection)
     if is_postgres(connection):
         columns = [list(column) for column in zip(*ordered, strict=True)]
@@ -84,6 +83,14 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return value
+
+
+def _in_key_order(statement: Upsert, rows: Sequence[Row]) -> list[Row]:
+    """Rows sorted by conflict key; plain tuple order when the key leads the row (keys are unique)."""
+    positions = statement.key_positions()
+    if positions == tuple(range(len(positions))):
+        return sorted(rows)
+    return sorted(rows, key=lambda row: tuple(row[i] for i in positions))
 
 
 async def fetch_keyed(
@@ -127,9 +134,14 @@ async def fetch_keyed(
         chunk = unique[start : start + _SQLITE_CHUNK]
         if width == 1:
             sql = f"SELECT {selected} FROM {table} t WHERE {key[0]} IN ({', '.join('?' for _ in chunk)})"
-        else:
+        else:  # a CROSS JOIN makes SQLite loop over the keys and probe the primary key
             marks = ", ".join(f"({', '.join('?' for _ in range(width))})" for _ in chunk)
-            sql = f"SELECT {selected} FROM {table} t WHERE ({', '.join(key)}) IN (VALUES {marks})"
+            joined = " AND ".join(f"t.{name} = k.k{i}" for i, name in enumerate(key))
+            aliases = ", ".join(f"k{i}" for i in range(width))
+            sql = (
+                f"WITH k({aliases}) AS (VALUES {marks}) "
+                f"SELECT {selected} FROM k CROSS JOIN {table} t ON {joined}"
+            )
         cursor = await native.execute(sql, [value for row in chunk for value in row])
         found.extend(tuple(r) for r in await cursor.fetchall())
     return found
@@ -179,8 +191,7 @@ async def upsert_versioned(
         f"SELECT {', '.join(f'k.{c}' for c in key)}, coalesce(old.value, 0), coalesce(old.version, 0), "
         f"up.{key[0]} IS NOT NULL FROM k LEFT JOIN old USING ({using}) LEFT JOIN up USING ({using})"
     )
-    positions = statement.key_positions()
-    ordered = sorted(rows, key=lambda row: tuple(row[i] for i in positions))
+    ordered = _in_key_order(statement, rows)
     native = await driver(connection)
     fetched = await native.fetch(sql, *[list(c) for c in zip(*ordered, strict=True)])
     return [tuple(r) for r in fetched]

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.reporting.branches import utc
@@ -38,6 +38,7 @@ from services.reporting.bulk import Row, Upsert, is_postgres, upsert
 from services.reporting.fold import DIRTY
 from services.reporting.metrics import DIRTY_BACKLOG, ROLLUPS_PUBLISHED
 from services.reporting.placing import NATIONAL, Placer, columns
+from services.reporting.queries import in_list
 from services.reporting.series import NAMES
 from services.reporting.tables import UNMAPPED
 from shared.logging import get_logger
@@ -181,10 +182,11 @@ class RollupPublisher:
         unit_ids: list[str],
         out: dict[DocKey, Content],
     ) -> None:
-        statement = text(
+        statement = in_list(
+            connection,
             "SELECT unit_id, series, part, value FROM reporting_unit_months "
-            "WHERE tree = :tree AND month = :month AND unit_id IN :units AND value <> 0"
-        ).bindparams(bindparam("units", expanding=True))
+            "WHERE tree = :tree AND month = :month AND unit_id IN :units AND value <> 0",
+        )
         for chunk in _chunks(unit_ids):
             rows = await connection.execute(statement, {"tree": tree, "month": month, "units": chunk})
             for unit_id, series, part, value in rows:
@@ -200,12 +202,13 @@ class RollupPublisher:
     ) -> None:
         cols = columns(tree)
         first, last = _month_days(month)
-        statement = text(
+        statement = in_list(
+            connection,
             f"SELECT b.{cols['anchor']}, b.{cols['mapped']}, t.series, sum(t.value) "
             "FROM reporting_branches b JOIN reporting_tallies t ON t.branch_id = b.branch_id "
             f"WHERE b.{cols['anchor']} IN :units AND t.day BETWEEN :first AND :last "
-            f"GROUP BY b.{cols['anchor']}, b.{cols['mapped']}, t.series"
-        ).bindparams(bindparam("units", expanding=True))
+            f"GROUP BY b.{cols['anchor']}, b.{cols['mapped']}, t.series",
+        )
         for chunk in _chunks(unit_ids):
             rows = await connection.execute(statement, {"units": chunk, "first": first, "last": last})
             for anchor, mapped, series, value in rows:
@@ -299,10 +302,11 @@ async def _held(
     by_tree_month: dict[tuple[TreeVersion, int], list[str]] = defaultdict(list)
     for tree, unit_id, month in keys:
         by_tree_month[(tree, month)].append(unit_id)
-    statement = text(
+    statement = in_list(
+        connection,
         "SELECT unit_id, version, digest, published_at FROM reporting_feed_versions "
-        "WHERE tree = :tree AND month = :month AND unit_id IN :units"
-    ).bindparams(bindparam("units", expanding=True))
+        "WHERE tree = :tree AND month = :month AND unit_id IN :units",
+    )
     for (tree, month), unit_ids in by_tree_month.items():
         for chunk in _chunks(unit_ids):
             rows: Any = await connection.execute(statement, {"tree": tree, "month": month, "units": chunk})

@@ -19,17 +19,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting.aggregates import ACTIVITY_COLUMNS, ActivityMasks, Deltas
-from services.reporting.branches import BRANCHES, lock_branches, placement_values, utc
+from services.reporting.branches import (
+    BRANCHES,
+    BranchState,
+    activity_places,
+    branch_state,
+    lock_branches,
+    placement_values,
+    utc,
+)
 from services.reporting.bulk import Row, Upsert, fetch_keyed, upsert, upsert_versioned
 from services.reporting.domain import BranchRegistration, Target
 from services.reporting.domain.targets import TargetKey
 from services.reporting.placing import TREES, PlacementRow, Placer
+from services.reporting.queries import in_list
 from services.reporting.series import series_of
-from services.reporting.tables import MONTH_COLUMNS
+from services.reporting.tables import ACTIVITY_PLACES, MONTH_COLUMNS
 from shared.orgtree import TreeVersion
 
 TALLIES = Upsert(
@@ -70,7 +79,7 @@ DIRTY = Upsert(
 ACTIVITY_SET = Upsert(
     "reporting_activity",
     ACTIVITY_COLUMNS,
-    ("text", "int2", *("int4" for _ in MONTH_COLUMNS)),
+    ("text", "int2", *("int4" for _ in MONTH_COLUMNS), *("text" for _ in ACTIVITY_PLACES)),
     ("branch_id", "year"),
     ", ".join(f"{m} = t.{m} | excluded.{m}" for m in MONTH_COLUMNS),
 )
@@ -137,7 +146,7 @@ class Folder:
                 for row in (state.legacy, state.v2025):
                     plan = self.placer.plan(row.tree, row.anchor)
                     deltas.add(plan, row.mapped, series, day, delta)
-        await self._activity(connection, touched)
+        await self._activity(connection, touched, branches)
         await self._write(connection, deltas)
         return outcome
 
@@ -173,10 +182,22 @@ class Folder:
                     deltas.count_branch(self.placer.plan(tree, after.anchor), +1)
                     moves.append((before, after))
         await upsert(connection, BRANCHES, rows)
+        await self._move_activity(connection, rows)
         await self._move_counts(connection, moves, deltas)
         await self._write(connection, deltas)
         outcome.moved_branches = len({before.branch_id for before, _ in moves})
         return outcome
+
+    async def _move_activity(self, connection: AsyncConnection, rows: Sequence[Row]) -> None:
+        """Copy the branches' new placements onto their activity rows."""
+        if not rows:
+            return
+        places = [dict(zip(ACTIVITY_PLACES, activity_places(branch_state(row)), strict=True)) for row in rows]
+        assignments = ", ".join(f"{name} = :{name}" for name in ACTIVITY_PLACES)
+        await connection.execute(
+            text(f"UPDATE reporting_activity SET {assignments} WHERE branch_id = :branch_id"),
+            [{"branch_id": row[0], **place} for row, place in zip(rows, places, strict=True)],
+        )
 
     async def _move_counts(
         self, connection: AsyncConnection, moves: Sequence[tuple[PlacementRow, PlacementRow]], deltas: Deltas
@@ -199,10 +220,12 @@ class Folder:
         ids = sorted(branch_ids)
         for start in range(0, len(ids), 500):
             result = await connection.execute(
-                text(
+                in_list(
+                    connection,
                     "SELECT branch_id, series, day, value FROM reporting_tallies "
-                    "WHERE branch_id IN :ids AND value <> 0"
-                ).bindparams(bindparam("ids", expanding=True)),
+                    "WHERE branch_id IN :ids AND value <> 0",
+                    "ids",
+                ),
                 {"ids": ids[start : start + 500]},
             )
             for branch_id, series, day, value in result:
@@ -210,7 +233,10 @@ class Folder:
         return found
 
     async def _activity(
-        self, connection: AsyncConnection, touched: dict[tuple[str, int], list[tuple[int, int]]]
+        self,
+        connection: AsyncConnection,
+        touched: dict[tuple[str, int], list[tuple[int, int]]],
+        branches: dict[str, BranchState],
     ) -> None:
         """Set the day bit when a key became positive; clear it when the branch's day emptied."""
         masks = ActivityMasks()
@@ -238,7 +264,7 @@ class Folder:
             for branch_id, day in maybe_idle:
                 if (branch_id, day) not in still:
                     masks.mark(branch_id, day, False)
-        await upsert(connection, ACTIVITY_SET, masks.set_rows())
+        await upsert(connection, ACTIVITY_SET, masks.set_rows(lambda b: activity_places(branches[b])))
         await self._clear_activity(connection, masks.clear_rows())
 
     async def _clear_activity(self, connection: AsyncConnection, rows: Sequence[Row]) -> None:

@@ -14,7 +14,8 @@ Storage shape (docs/reporting.md explains why):
 - ``reporting_unit_days``: the same per day, for ``VN`` and the provinces only
   (their partial months); any other unit's partial month sums its branches.
 - ``reporting_activity``: per (branch, year) which days had any positive count
-  (``m01``..``m12`` day bitmasks), for ``reporting.branches_with_events``.
+  (``m01``..``m12`` day bitmasks) and a copy of the branch's placement, for
+  ``reporting.branches_with_events``.
 - ``reporting_unit_branches``: per (tree, unit) how many branches pass it.
 - ``reporting_targets``: the winning target per key ((time, event id) latest wins).
 - ``reporting_dirty`` / ``reporting_feed_versions``: the rollups feed's dirty
@@ -39,6 +40,14 @@ metadata: Final = sa.MetaData()
 TOTAL: Final = 0
 UNMAPPED: Final = 1
 MONTH_COLUMNS: Final[tuple[str, ...]] = tuple(f"m{month:02d}" for month in range(1, 13))
+ACTIVITY_PLACES: Final = (
+    "anchor_legacy",
+    "district_legacy",
+    "province_legacy",
+    "anchor_2025",
+    "province_2025",
+)
+"""The branch's placement, copied on its activity rows: "active branches under a unit" is one index."""
 
 
 def _tree() -> sa.Column[str]:
@@ -107,7 +116,8 @@ activity: Final = sa.Table(
     sa.Column("branch_id", sa.String(128), primary_key=True),
     sa.Column("year", sa.SmallInteger, primary_key=True),
     *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in MONTH_COLUMNS),
-    sa.Index("ix_reporting_activity_year", "year", "branch_id"),
+    *(sa.Column(name, sa.String(16), nullable=True) for name in ACTIVITY_PLACES),
+    *(sa.Index(f"ix_reporting_activity_{name}", "year", name) for name in ACTIVITY_PLACES),
 )
 
 unit_branches: Final = sa.Table(

@@ -15,6 +15,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 MONTHS = [f"m{month:02d}" for month in range(1, 13)]
+PLACES = ["anchor_legacy", "district_legacy", "province_legacy", "anchor_2025", "province_2025"]
 
 
 def _tree() -> sa.Column:  # type: ignore[type-arg]
@@ -65,8 +66,10 @@ def upgrade() -> None:
         sa.Column("branch_id", sa.String(128), primary_key=True),
         sa.Column("year", sa.SmallInteger, primary_key=True),
         *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in MONTHS),
+        *(sa.Column(name, sa.String(16), nullable=True) for name in PLACES),
     )
-    op.create_index("ix_reporting_activity_year", "reporting_activity", ["year", "branch_id"])
+    for name in PLACES:
+        op.create_index(f"ix_reporting_activity_{name}", "reporting_activity", ["year", name])
     op.create_table(
         "reporting_unit_branches",
         _tree(),
