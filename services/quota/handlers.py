@@ -35,13 +35,10 @@ from services.quota.domain import (
     CandidateEvent,
     CandidateState,
     EventType,
-    Outcome,
     Rejection,
     RejectionCode,
     Status,
     Target,
-    apply,
-    diff_contributions,
     expire_held,
     latest_targets,
     probation_due,
@@ -93,12 +90,12 @@ class _Effects:
         self.reject(poison.key, poison.code, poison.detail, poison.event, poison.correlation_id)
         self.outcomes[(event_type, "rejected")] += 1
 
-    def count(self, decoded: wire.Decoded, outcome: Outcome) -> None:
+    def count(self, decoded: wire.Decoded, sums: Counter[store.KeyTuple]) -> None:
         recorded = decoded.recorded.isoformat()
-        for delta in outcome.deltas:
-            key = (delta.key.branch_id, delta.key.date, delta.key.metric, delta.key.category)
-            self.sums[key] += delta.delta
-            self.sources[key] = (decoded.id, recorded)
+        for key, n in sums.items():
+            if n:
+                self.sums[key] += n
+                self.sources[key] = (decoded.id, recorded)
 
     async def write(self, connection: AsyncConnection, originals: Mapping[str, dict[str, Any]]) -> None:
         changed = await store.add_to_tallies(connection, self.sums)
@@ -224,17 +221,44 @@ def _any_branch(events: Iterable[CandidateEvent]) -> str | None:
     return next((e.branch_id or e.from_branch_id for e in events if e.branch_id or e.from_branch_id), None)
 
 
-def apply_all(state: CandidateState | None, events: Sequence[CandidateEvent]) -> Outcome:
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a candidate's new events of one batch changed: state, new rejections, tally sums."""
+
+    state: CandidateState
+    rejections: tuple[Rejection, ...]
+    sums: Counter[store.KeyTuple]
+
+
+def contribution_sums(before: CandidateState, after: CandidateState) -> Counter[store.KeyTuple]:
+    """Per tally key, how much ``after`` counts more than ``before`` (the summed domain deltas).
+
+    Events whose contribution did not move are skipped without building a delta each.
+    """
+    old, new = before.contribution_map(), after.contribution_map()
+    sums: Counter[store.KeyTuple] = Counter()
+    for event_id in old.keys() | new.keys():
+        taken, given = old.get(event_id, ()), new.get(event_id, ())
+        if taken == given:
+            continue
+        for key in taken:
+            sums[(key.branch_id, key.date, key.metric, key.category)] -= 1
+        for key in given:
+            sums[(key.branch_id, key.date, key.metric, key.category)] += 1
+    return sums
+
+
+def apply_all(state: CandidateState | None, events: Sequence[CandidateEvent]) -> Applied:
     """A candidate's new events of one batch at once: one replay instead of one per event.
 
-    Equal to applying them one by one (the lifecycle is order-free, so the final state
-    and the summed deltas are the same); only an event rejected and revived within the
-    same batch is not reported as rejected. Events already kept are skipped.
+    Equal to ``lifecycle.apply`` of each in turn (the lifecycle is order-free, so the
+    final state and the summed deltas are the same); only an event rejected and revived
+    within the same batch is not reported as rejected. Events already kept are skipped.
     """
     before = state or CandidateState(events[0].candidate_id)
     new = [e for e in events if before.event(e.id) is None]
-    if len(new) <= 1:
-        return apply(before, new[0]) if new else Outcome(before, duplicate=True)
+    if not new:
+        return Applied(before, (), Counter())
     after = replay(before.candidate_id, (*before.events, *new))
     old = {d.event_id: (d.status, d.code) for d in before.decisions}
     rejections = tuple(
@@ -243,11 +267,10 @@ def apply_all(state: CandidateState | None, events: Sequence[CandidateEvent]) ->
         if d.status is Status.REJECTED and old.get(d.event_id) != (d.status, d.code)
         if (event := after.event(d.event_id)) is not None
     )
-    deltas = diff_contributions(before.contribution_map(), after.contribution_map())
-    return Outcome(after, deltas, rejections)
+    return Applied(after, rejections, contribution_sums(before, after))
 
 
-def _outcome_of(outcome: Outcome, event_id: str) -> str:
+def _outcome_of(outcome: Applied, event_id: str) -> str:
     decision = outcome.state.decision(event_id)
     return str(decision.status) if decision is not None else "rejected"
 
@@ -284,7 +307,7 @@ async def handle_candidates(batch: Batch, cache: StateCache) -> None:
                 effects.poison(wire.Poison(decoded.id, "processing_error", repr(exc)[:500], decoded.raw))
             continue
         touched[cid] = outcome.state
-        effects.count(cause, outcome)
+        effects.count(cause, outcome.sums)
         for rejection in outcome.rejections:
             _reject_outcome(effects, rejection, by_id)
         for decoded, _ in mine:

@@ -184,3 +184,34 @@ def test_the_state_cache_trusts_only_the_version_it_was_given() -> None:
     assert len(cache) == 2
     assert cache.get("c-1", 4) is None  # least recently used went first
     assert StateCache(capacity=0).get("c-1", 4) is None
+
+
+def test_apply_all_matches_the_domain_applied_one_by_one() -> None:
+    """Same final state and same summed deltas as ``lifecycle.apply`` per event, whatever the order."""
+    from collections import Counter
+
+    from services.quota.domain import fold_deltas
+    from services.quota.handlers import apply_all
+    from tests.integration.quota.feed import make_feed
+
+    feed = make_feed(300, branches=6, seed=17)
+    per: dict[str, list] = {}
+    for raw in feed.candidates:
+        decoded = wire.decode(Rec(orjson.dumps(raw)), None)
+        assert isinstance(decoded, wire.Decoded)
+        domain = wire.candidate_event(decoded)
+        per.setdefault(domain.candidate_id, []).append(domain)
+    for events in per.values():
+        half = len(events) // 2
+        state, deltas = None, []
+        for event in events:
+            outcome = apply(state, event)
+            state, deltas = outcome.state, [*deltas, *outcome.deltas]
+        first = apply_all(None, events[:half]) if half else None
+        second = apply_all(first.state if first else None, events[half:])
+        assert second.state == state
+        summed: Counter = Counter()
+        summed.update(first.sums if first else {})  # update keeps negative counts, + would not
+        summed.update(second.sums)
+        expected = {(k.branch_id, k.date, k.metric, k.category): n for k, n in fold_deltas(deltas).items()}
+        assert {k: n for k, n in summed.items() if n} == expected
