@@ -1,0 +1,136 @@
+"""Scenario 10, HTTP fuzzing: schemathesis, every check, against the OpenAPI of all three services.
+
+Each operation of each service gets valid (positive) and invalid (negative) inputs
+generated from its own OpenAPI document, at least ``REQUESTS`` requests in all
+(operations without inputs are repeated), with a national token on a cluster where
+reads are closed. Every answer goes through every schemathesis check; failures
+are collected, not stopped at: 0 server errors, 0 schema violations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode, checks
+
+from tests.reliability.harness import SERVICES, Cluster, Figures, scaled
+from tests.reliability.model import NATIONAL_TOKEN
+
+pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scaled(600, 7200))]
+
+REQUESTS = scaled(30, 1_000)  # per operation
+AUTH = {"Authorization": f"Bearer {NATIONAL_TOKEN}"}
+SERVER_ERRORS = {"not_a_server_error"}
+SCHEMA_CHECKS = {
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+}
+
+checks.load_all_checks()
+ALL_CHECKS = list(checks.CHECKS.get_all())
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: Any, value: Any) -> bytes:
+    """The intake documents NDJSON as a string; anything else generated goes as one JSON line."""
+    return value.encode() if isinstance(value, str) else orjson.dumps(value)
+
+
+def failure_names(error: BaseException) -> list[tuple[str, str]]:
+    """(check, first line) of every failure in what ``call_and_validate`` raised."""
+    inner = getattr(error, "exceptions", None) or [error]
+    out = []
+    for failure in inner:
+        name = getattr(failure, "title", None) or type(failure).__name__
+        message = str(getattr(failure, "message", "") or failure).splitlines()
+        out.append((str(name), message[0][:160] if message else ""))
+    return out
+
+
+def fuzz_operation(operation: Any, base_url: str, mode: GenerationMode, count: int) -> tuple[int, list[Any]]:
+    """At least ``count`` requests (generated, then replayed when the space is small); failures found."""
+    seen: list[Any] = []
+    failures: list[Any] = []
+
+    def call(case: Any) -> None:
+        response = case.call(base_url=base_url, headers=AUTH)
+        try:
+            case.validate_response(response, checks=ALL_CHECKS, headers=AUTH)
+        except (Exception, BaseExceptionGroup) as error:  # a check failed: keep it and go on
+            example = f"{response.status_code} <- {case.as_curl_command(headers=AUTH, base_url=base_url)[:300]}"
+            failures.extend((operation.label, mode.value, *f, example) for f in failure_names(error))
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=count, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def run(case: Any) -> None:
+        seen.append(case)
+        call(case)
+
+    with contextlib.suppress(Unsatisfiable):  # no invalid input exists for some operations
+        run()
+    sent = len(seen)
+    rng = random.Random(10)
+    while seen and sent < count:  # a small input space: the same requests again
+        call(rng.choice(seen))
+        sent += 1
+    return sent, failures
+
+
+def fuzz_service(url: str) -> tuple[Counter[str], list[Any]]:
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    requests: Counter[str] = Counter()
+    failures: list[Any] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        has_inputs = bool(operation.path_parameters or operation.query or operation.body or operation.headers)
+        modes = [(GenerationMode.POSITIVE, REQUESTS)]
+        if has_inputs:
+            modes = [(GenerationMode.POSITIVE, REQUESTS // 2), (GenerationMode.NEGATIVE, REQUESTS - REQUESTS // 2)]
+        for mode, count in modes:
+            sent, found = fuzz_operation(operation, url, mode, count)
+            if sent < count:  # nothing invalid to generate: make up the number with valid inputs
+                more, found_more = fuzz_operation(operation, url, GenerationMode.POSITIVE, count - sent)
+                sent, found = sent + more, found + found_more
+            requests[operation.label] += sent
+            failures += found
+    return requests, failures
+
+
+async def test_http_fuzzing(read_auth_cluster: Cluster, book: list[Figures]) -> None:
+    started, cluster = time.monotonic(), read_auth_cluster
+    figures = Figures("10 HTTP fuzzing (schemathesis)")
+    book.append(figures)
+    requests: Counter[str] = Counter()
+    failures: list[Any] = []
+    for service in SERVICES:
+        done, found = await asyncio.to_thread(fuzz_service, cluster.url(service))
+        requests.update({f"{service} {label}": n for label, n in done.items()})
+        failures += [(service, *f) for f in found]
+    by_check = Counter(f[3] for f in failures)
+    server_errors = [f for f in failures if any(n in f[3].lower().replace(" ", "_") for n in ("server_error", "server error"))]
+    fewest = min(requests.values())
+    figures.sent = sum(requests.values())
+    figures.rejected = len(failures)
+    figures.faults = figures.sent
+    figures.seconds = time.monotonic() - started
+    figures.passed = not failures and fewest >= REQUESTS
+    distinct = {(f[0], f[1], f[3], f[4]): f[5] for f in failures}
+    figures.notes = (
+        f"{len(requests)} operations over 3 services, {figures.sent:,} requests (fewest per operation: "
+        f"{fewest:,}), all {len(ALL_CHECKS)} checks; failures by check: {dict(by_check) or 'none'}; "
+        f"server errors: {len(server_errors)}"
+    )
+    assert fewest >= REQUESTS, requests
+    assert not failures, "\n".join(f"{k}: {v}" for k, v in distinct.items())
