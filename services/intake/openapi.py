@@ -141,10 +141,19 @@ def request_body() -> dict[str, Any]:
     }
 
 
+CORRELATION_HEADER: Final = {
+    "X-Correlation-ID": {
+        "description": "The request's X-Correlation-ID, or one made up for it; also on the published events",
+        "schema": {"type": "string"},
+    }
+}
+
+
 def _answer(description: str, examples: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": IngestAnswer,
         "description": description,
+        "headers": CORRELATION_HEADER,
         "content": {"application/json": {"examples": examples}},
     }
 
@@ -179,7 +188,8 @@ PROBLEMS: Final = {
     415: [("unsupported_media_type", "Content-Type 'text/plain' not accepted")],
     503: [
         ("broker_unavailable", "no ack from the broker in time; retry after the Retry-After seconds"),
-        ("database_unavailable", "the intake database is unreachable; retry later"),
+        ("database_unavailable", "intake database unavailable (ConnectionRefusedError); retry"),
+        ("concurrent_writers", "ids were claimed concurrently by another writer; retry"),
     ],
 }
 
@@ -207,12 +217,14 @@ def responses() -> dict[int | str, dict[str, Any]]:
     for status, entry in documented.items():
         assert isinstance(status, int)
         entry["content"][PROBLEM_JSON]["examples"] = _problem_examples(status)
+        entry["headers"] = dict(CORRELATION_HEADER)
         if status == 503:
-            entry["headers"] = {
-                "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+            entry["headers"]["Retry-After"] = {
+                "description": "Seconds to wait",
+                "schema": {"type": "integer"},
             }
         if status == 401:
-            entry["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+            entry["headers"]["WWW-Authenticate"] = {"schema": {"type": "string"}}
     return {
         202: _answer(
             "At least one event was new and is durably in Kafka (acks=all)", {"mixed": {"value": MIXED}}
