@@ -22,7 +22,9 @@ from fastapi import FastAPI
 
 from services.quota.api import Reader, router
 from services.quota.cache import StateCache
-from services.quota.handlers import expire_held_candidates, handle_candidates, handle_reference, held_events
+from services.quota.expiry import expire_held_candidates, held_events
+from services.quota.handlers import handle_candidates
+from services.quota.reference import handle_reference
 from services.quota.tables import SERVICE, outbox
 from shared.consumer import BatchConsumer, ConsumerSpec, make_broker
 from shared.http import Readiness, create_service_app

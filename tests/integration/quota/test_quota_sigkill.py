@@ -159,7 +159,7 @@ async def test_sigkilled_while_events_flow_tallies_stay_exact(
     while kills < KILLS:
         service.start(kill_probability=0.02)
         await eventually(service.consuming, within=60)
-        await asyncio.sleep(rng.uniform(0.0, 2.0))  # a random point of its work
+        await asyncio.sleep(rng.uniform(0.0, 1.5))  # a random point of its work
         if not service.exited_on_its_own():
             service.kill()
             kills += 1
