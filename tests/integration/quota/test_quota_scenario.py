@@ -141,3 +141,22 @@ async def test_due_lists_probationary_members(quota: Quota) -> None:
     assert soon["overdue_days"] == 0
     _status, body = await quota.get("/v1/due", unit_id="B-C02680-01", within_days=400)
     assert [i["id"] for i in body["items"]] == ["cand-due-over", "cand-due-soon", "cand-due-later"]
+
+
+async def test_metrics_name_what_the_service_did(quota: Quota) -> None:
+    await quota.send([sourced("cand-metrics-1", "B-C06901-07", T)])
+
+    async def counted() -> str | None:
+        text = (await quota.client.get("/metrics")).text
+        wanted = 'ketnap_events_processed_total{outcome="applied",service="quota",type="candidate.sourced"}'
+        return text if wanted in text else None
+
+    text = await eventually(counted)
+    for name in (
+        "ketnap_held_events",
+        "ketnap_batch_seconds_bucket",
+        "ketnap_freshness_seconds_bucket",
+        'ketnap_consumer_lag{partition="',
+        "ketnap_outbox_backlog",
+    ):
+        assert name in text, name
