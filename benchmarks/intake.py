@@ -2,7 +2,9 @@
 
 The intake runs as its own process (``python -m ketnap intake``, uvicorn + uvloop), on
 the embedded Tansu broker and a fresh PostgreSQL database (SQLite when there is none),
-exactly as ``ketnap up`` runs it; this process is only the HTTP client, over loopback.
+exactly as ``ketnap up`` runs it; this process is only the HTTP client, over loopback
+(a minimal keep-alive HTTP/1.1 client, so that the client's CPU does not count against
+the service on a small machine).
 
 - ``intake_events_per_s``: accepted events per second, from the first request sent to
   the last answer, NDJSON batches of 5,000 new candidate events, a few requests in
@@ -83,6 +85,39 @@ def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -
     raise TimeoutError("the intake did not become ready")
 
 
+class RawHttp:
+    """A minimal keep-alive HTTP/1.1 client: a few dozen microseconds of CPU per request where
+    httpx spends over a millisecond, so that on a small machine the client does not starve the
+    service it measures. Enough for uvicorn's answers (always with Content-Length)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.head = f"Host: {host}\r\nAuthorization: Bearer {token}\r\n".encode()
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        writer.write(
+            b"POST %s HTTP/1.1\r\n%sContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+            % (path.encode(), self.head, content_type.encode(), len(body))
+            + body
+        )
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        answer = await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        return status, answer
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
 def _event(event_type: str, data: dict[str, Any], subject: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "specversion": "1.0",
@@ -129,7 +164,7 @@ def candidate_event(n: int, branch_ids: list[str]) -> dict[str, Any]:
     return _event("candidate.sourced", {"branch_id": branch_id, "profile": profile}, subject)
 
 
-async def throughput(client: httpx.AsyncClient, branch_ids: list[str], batches: int, in_flight: int) -> float:
+async def throughput(client: RawHttp, branch_ids: list[str], batches: int, in_flight: int) -> float:
     """Accepted events per second over ``batches`` NDJSON requests of 5,000 events."""
     bodies = asyncio.Queue[bytes]()
     for b in range(batches):
@@ -140,12 +175,9 @@ async def throughput(client: httpx.AsyncClient, branch_ids: list[str], batches: 
     async def worker() -> None:
         nonlocal accepted
         while not bodies.empty():
-            body = bodies.get_nowait()
-            response = await client.post(
-                "/v1/events", content=body, headers={"Content-Type": "application/x-ndjson"}
-            )
-            if response.status_code != 202 or response.json()["accepted"] != BATCH:
-                raise RuntimeError(f"batch not accepted: {response.status_code} {response.text[:300]}")
+            status, answer = await client.post("/v1/events", bodies.get_nowait(), "application/x-ndjson")
+            if status != 202 or orjson.loads(answer)["accepted"] != BATCH:
+                raise RuntimeError(f"batch not accepted: {status} {answer[:300]!r}")
             accepted += BATCH
 
     started = time.perf_counter()
@@ -153,9 +185,7 @@ async def throughput(client: httpx.AsyncClient, branch_ids: list[str], batches: 
     return accepted / (time.perf_counter() - started)
 
 
-async def latency(
-    client: httpx.AsyncClient, branch_ids: list[str], rate: float, seconds: float
-) -> list[float]:
+async def latency(client: RawHttp, branch_ids: list[str], rate: float, seconds: float) -> list[float]:
     """Milliseconds from each request's scheduled send time to its answer, open loop at ``rate``/s."""
     events = [orjson.dumps(candidate_event(i, branch_ids)) for i in range(int(rate * seconds))]
     loop = asyncio.get_running_loop()
@@ -165,9 +195,9 @@ async def latency(
     async def one(i: int, body: bytes) -> None:
         scheduled = start + i / rate
         await asyncio.sleep(max(0.0, scheduled - loop.time()))
-        response = await client.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
-        if response.status_code != 202:
-            raise RuntimeError(f"event not accepted: {response.status_code} {response.text[:300]}")
+        status, answer = await client.post("/v1/events", body, "application/json")
+        if status != 202:
+            raise RuntimeError(f"event not accepted: {status} {answer[:300]!r}")
         latencies.append((loop.time() - scheduled) * 1000)
 
     await asyncio.gather(*(one(i, body) for i, body in enumerate(events)))
@@ -175,18 +205,19 @@ async def latency(
 
 
 async def measure(url: str, quick: bool) -> dict[str, float]:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
+    client = RawHttp(url, TOKEN)
+    try:
         regs = registrations()
-        response = await client.post("/v1/events", json=regs)
-        if response.json()["accepted"] != len(regs):
-            raise RuntimeError(f"registrations not accepted: {response.text[:300]}")
+        status, answer = await client.post("/v1/events", orjson.dumps(regs), "application/json")
+        if status != 202 or orjson.loads(answer)["accepted"] != len(regs):
+            raise RuntimeError(f"registrations not accepted: {answer[:300]!r}")
         branch_ids = [r["data"]["branch_id"] for r in regs]
         await throughput(client, branch_ids, batches=1, in_flight=1)  # warm-up: connections, plans
         per_s = await throughput(client, branch_ids, batches=6 if quick else 30, in_flight=3)
         await latency(client, branch_ids, rate=200, seconds=1)  # warm-up
         latencies = await latency(client, branch_ids, rate=200, seconds=5 if quick else 20)
+    finally:
+        client.close()
     return {
         "intake_events_per_s": per_s,
         "intake_p50_ms": percentile(latencies, 50),
