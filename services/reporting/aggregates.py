@@ -18,7 +18,7 @@ from services.reporting.placing import Plan
 from services.reporting.tables import ACTIVITY_PLACES, MONTH_COLUMNS, TOTAL, UNMAPPED
 
 UnitKey = tuple[str, str, int, int, int]
-"""(tree, unit_id, series, part, bucket)"""
+"""(tree, unit_id, series, bucket, part)"""
 
 
 def month_of(ordinal: int) -> int:
@@ -52,14 +52,14 @@ class Deltas:
         tree, month = plan.tree, self.month(ordinal)
         months, days = self.months, self.days
         for unit_id in plan.months:
-            months[(tree, unit_id, series, TOTAL, month)] += delta
+            months[(tree, unit_id, series, month, TOTAL)] += delta
         for unit_id in plan.days:
-            days[(tree, unit_id, series, TOTAL, ordinal)] += delta
+            days[(tree, unit_id, series, ordinal, TOTAL)] += delta
         if not mapped:
             if plan.anchor_months:
-                months[(tree, plan.anchor, series, UNMAPPED, month)] += delta
+                months[(tree, plan.anchor, series, month, UNMAPPED)] += delta
             if plan.anchor_days:
-                days[(tree, plan.anchor, series, UNMAPPED, ordinal)] += delta
+                days[(tree, plan.anchor, series, ordinal, UNMAPPED)] += delta
         self.dirty.add((tree, plan.region, month))
 
     def count_branch(self, plan: Plan, step: int) -> None:

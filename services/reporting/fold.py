@@ -50,16 +50,16 @@ TALLIES = Upsert(
 )
 UNIT_MONTHS = Upsert(
     "reporting_unit_months",
-    ("tree", "unit_id", "series", "part", "month", "value"),
-    ("text", "text", "int2", "int2", "int4", "int8"),
-    ("tree", "unit_id", "series", "part", "month"),
+    ("tree", "unit_id", "series", "month", "part", "value"),
+    ("text", "text", "int2", "int4", "int2", "int8"),
+    ("tree", "unit_id", "series", "month", "part"),
     "value = t.value + excluded.value",
 )
 UNIT_DAYS = Upsert(
     "reporting_unit_days",
-    ("tree", "unit_id", "series", "part", "day", "value"),
-    ("text", "text", "int2", "int2", "int4", "int8"),
-    ("tree", "unit_id", "series", "part", "day"),
+    ("tree", "unit_id", "series", "day", "part", "value"),
+    ("text", "text", "int2", "int4", "int2", "int8"),
+    ("tree", "unit_id", "series", "day", "part"),
     "value = t.value + excluded.value",
 )
 UNIT_BRANCHES = Upsert(

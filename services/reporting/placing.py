@@ -7,11 +7,11 @@ unmapped at one certain anchor). Here it becomes:
 - a `Plan`: the chain's units that keep monthly rows (and which keep daily rows),
   cached per (tree, anchor): there are ~14k anchors, not 100k branches.
 
-What is stored per unit (docs/reporting.md, "Storage"):
-- monthly rows: every unit except a commune under a district (a district has at
-  most ~50 communes of ~10 branches, cheap to sum from their tallies);
-- daily rows: ``VN`` and the provinces (their partial months would otherwise sum
-  thousands of branches); every other unit's partial month sums its branches.
+What is stored per unit (docs/reporting.md, "Storage"): monthly and daily rows
+for every unit except a commune under a district (a district has at most ~50
+communes of ~10 branches: cheap to sum from their tallies). A province's children
+over a date range are then ~24 monthly and ~60 daily rows each, not the tallies of
+thousands of branches.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from shared.orgtree import OrgTrees, TreeVersion, Unit
 
 TREES: Final[tuple[TreeVersion, ...]] = ("legacy", "2025")
 NATIONAL: Final = "VN"
-_DAILY_LEVELS: Final = frozenset({"national", "province"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,8 @@ class Placer:
         return PlacementRow(tree, branch_id, NATIONAL, False, None, None)
 
     def keeps_days(self, tree: TreeVersion, unit_id: str) -> bool:
-        return self.trees[tree].unit(unit_id).level in _DAILY_LEVELS
+        """Daily rows exactly where there are monthly rows: a period's edges cost what its middle does."""
+        return self.keeps_months(tree, unit_id)
 
     def keeps_months(self, tree: TreeVersion, unit_id: str) -> bool:
         org = self.trees[tree]

@@ -7,12 +7,12 @@ Storage shape (docs/reporting.md explains why):
   placement: anchor unit, ``mapped`` or not, and the district and province on its
   chain, so "branches under a unit" is one indexed filter and the fold reads a
   branch's place in both trees with one row.
-- ``reporting_unit_months``: per (tree, unit, series, part, month) the sum of the
+- ``reporting_unit_months``: per (tree, unit, series, month, part) the sum of the
   counts of the branches whose chain passes the unit (``part`` 0) and of those
   unmapped at the unit (``part`` 1), for every unit except the communes of a
   district (a district's ~15 communes are summed from their branches' tallies).
-- ``reporting_unit_days``: the same per day, for ``VN`` and the provinces only
-  (their partial months); any other unit's partial month sums its branches.
+- ``reporting_unit_days``: the same per day, for the same units (a period's
+  partial months at its edges).
 - ``reporting_activity``: per (branch, year) which days had any positive count
   (``m01``..``m12`` day bitmasks) and a copy of the branch's placement, for
   ``reporting.branches_with_events``.
@@ -93,8 +93,8 @@ unit_months: Final = sa.Table(
     _tree(),
     sa.Column("unit_id", sa.String(16), primary_key=True),
     sa.Column("series", sa.SmallInteger, primary_key=True),
-    sa.Column("part", sa.SmallInteger, primary_key=True),
     sa.Column("month", sa.Integer, primary_key=True),
+    sa.Column("part", sa.SmallInteger, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
     sa.Index("ix_reporting_unit_months_doc", "tree", "unit_id", "month"),
 )
@@ -105,8 +105,8 @@ unit_days: Final = sa.Table(
     _tree(),
     sa.Column("unit_id", sa.String(16), primary_key=True),
     sa.Column("series", sa.SmallInteger, primary_key=True),
-    sa.Column("part", sa.SmallInteger, primary_key=True),
     sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("part", sa.SmallInteger, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 

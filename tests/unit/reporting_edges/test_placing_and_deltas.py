@@ -19,17 +19,17 @@ DAY = date(2024, 5, 12).toordinal()
 MONTH = 2024 * 12 + 4
 
 
-def test_a_legacy_commune_is_summed_from_its_branches_its_district_up_keep_months() -> None:
+def test_a_legacy_commune_is_summed_from_its_branches_its_district_up_keep_rows() -> None:
     plan = PLACER.plan("legacy", "C06901")
     assert plan.chain == ("C06901", "D200", "P22", "VN")
     assert plan.months == ("D200", "P22", "VN")
-    assert plan.days == ("P22", "VN")
+    assert plan.days == ("D200", "P22", "VN")
     assert plan.region == "P22"
 
 
-def test_a_2025_commune_keeps_months_because_a_province_has_a_hundred() -> None:
+def test_a_2025_commune_keeps_months_and_days_because_a_province_has_a_hundred() -> None:
     plan = PLACER.plan("2025", "C06913")
-    assert (plan.months, plan.days, plan.region) == (("C06913", "P22", "VN"), ("P22", "VN"), "P22")
+    assert (plan.months, plan.days, plan.region) == (("C06913", "P22", "VN"), ("C06913", "P22", "VN"), "P22")
 
 
 def test_an_island_district_is_a_leaf_that_keeps_months() -> None:
@@ -58,12 +58,17 @@ def test_a_delta_reaches_every_kept_row_and_unmapped_only_at_the_anchor() -> Non
     deltas = Deltas()
     deltas.add(PLACER.plan("2025", "C06913"), False, 301, DAY, 2)
     assert deltas.months == {
-        ("2025", "C06913", 301, TOTAL, MONTH): 2,
-        ("2025", "P22", 301, TOTAL, MONTH): 2,
-        ("2025", "VN", 301, TOTAL, MONTH): 2,
-        ("2025", "C06913", 301, UNMAPPED, MONTH): 2,
+        ("2025", "C06913", 301, MONTH, TOTAL): 2,
+        ("2025", "P22", 301, MONTH, TOTAL): 2,
+        ("2025", "VN", 301, MONTH, TOTAL): 2,
+        ("2025", "C06913", 301, MONTH, UNMAPPED): 2,
     }
-    assert deltas.days == {("2025", "P22", 301, TOTAL, DAY): 2, ("2025", "VN", 301, TOTAL, DAY): 2}
+    assert deltas.days == {
+        ("2025", "C06913", 301, DAY, TOTAL): 2,
+        ("2025", "P22", 301, DAY, TOTAL): 2,
+        ("2025", "VN", 301, DAY, TOTAL): 2,
+        ("2025", "C06913", 301, DAY, UNMAPPED): 2,
+    }
     assert deltas.dirty == {("2025", "P22", MONTH)}
 
 

@@ -56,8 +56,8 @@ def upgrade() -> None:
             _tree(),
             sa.Column("unit_id", sa.String(16), primary_key=True),
             sa.Column("series", sa.SmallInteger, primary_key=True),
-            sa.Column("part", sa.SmallInteger, primary_key=True),
             sa.Column(bucket, sa.Integer, primary_key=True),
+            sa.Column("part", sa.SmallInteger, primary_key=True),
             sa.Column("value", sa.BigInteger, nullable=False),
         )
     op.create_index("ix_reporting_unit_months_doc", "reporting_unit_months", ["tree", "unit_id", "month"])
