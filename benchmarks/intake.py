@@ -97,7 +97,26 @@ class RawHttp:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
-        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        """POST on an idle connection; one the server has closed meanwhile (uvicorn drops idle
+        keep-alive connections after 5 s) is replaced and the request sent again: safe, the
+        intake is idempotent."""
+        if self.idle:
+            reused = self.idle.pop()
+            try:
+                return await self._exchange(reused, path, body, content_type)
+            except (ConnectionError, asyncio.IncompleteReadError, IndexError):
+                reused[1].close()
+        connection = await asyncio.open_connection(self.host, self.port)
+        return await self._exchange(connection, path, body, content_type)
+
+    async def _exchange(
+        self,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        path: str,
+        body: bytes,
+        content_type: str,
+    ) -> tuple[int, bytes]:
+        reader, writer = connection
         writer.write(
             b"POST %s HTTP/1.1\r\n%sContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
             % (path.encode(), self.head, content_type.encode(), len(body))
@@ -110,7 +129,7 @@ class RawHttp:
             if name.strip().lower() == b"content-length":
                 length = int(value)
         answer = await reader.readexactly(length)
-        self.idle.append((reader, writer))
+        self.idle.append(connection)
         return status, answer
 
     def close(self) -> None:
