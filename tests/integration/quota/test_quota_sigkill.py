@@ -37,9 +37,8 @@ from tests.conftest import fresh_database_url
 from tests.integration.quota.conftest import eventually, publish, read_topic
 from tests.integration.quota.feed import chunks, expected_tallies, make_feed
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability]
-
 FULL = os.environ.get("KETNAP_RELIABILITY_FULL") == "1"
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(2400 if FULL else 300)]
 CANDIDATES = 26_000 if FULL else 5_300  # about 3.8 events each: ~100,000 / ~20,000 events
 KILLS = 25 if FULL else 10
 ROOT = Path(__file__).resolve().parents[3]
@@ -172,12 +171,12 @@ async def test_sigkilled_while_events_flow_tallies_stay_exact(
         stored = await _tallies(url)
         return stored if stored == model else None
 
-    stored = await eventually(exact, within=120 if FULL else 60)
+    stored = await eventually(exact, within=900 if FULL else 60)
 
     async def drained() -> bool:
         return await _outbox_rows(url) == 0
 
-    await eventually(drained, within=60)
+    await eventually(drained, within=300 if FULL else 60)
     assert service.fault_exits >= 1
     assert service.log_lines("redelivered records skipped") >= 1
 
