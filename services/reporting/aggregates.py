@@ -103,6 +103,10 @@ class ActivityMasks:
             for (branch_id, year), masks in self.set_bits.items()
         ]
 
+    def years(self) -> list[int]:
+        """Years whose activity rows change (their generation must rise)."""
+        return sorted({year for _, year in (*self.set_bits, *self.clear_bits)})
+
     def clear_rows(self) -> list[Row]:
         return [(branch_id, year, *masks) for (branch_id, year), masks in self.clear_bits.items()]
 

@@ -76,6 +76,9 @@ DIRTY = Upsert(
     ("tree", "unit_id", "month"),
     None,
 )
+ACTIVITY_GEN = Upsert(
+    "reporting_activity_gen", ("year", "gen"), ("int2", "int8"), ("year",), "gen = t.gen + excluded.gen"
+)
 ACTIVITY_SET = Upsert(
     "reporting_activity",
     ACTIVITY_COLUMNS,
@@ -198,6 +201,7 @@ class Folder:
             text(f"UPDATE reporting_activity SET {assignments} WHERE branch_id = :branch_id"),
             [{"branch_id": row[0], **place} for row, place in zip(rows, places, strict=True)],
         )
+        await connection.execute(text("UPDATE reporting_activity_gen SET gen = gen + 1"))
 
     async def _move_counts(
         self, connection: AsyncConnection, moves: Sequence[tuple[PlacementRow, PlacementRow]], deltas: Deltas
@@ -266,6 +270,7 @@ class Folder:
                     masks.mark(branch_id, day, False)
         await upsert(connection, ACTIVITY_SET, masks.set_rows(lambda b: activity_places(branches[b])))
         await self._clear_activity(connection, masks.clear_rows())
+        await upsert(connection, ACTIVITY_GEN, [(year, 1) for year in masks.years()])
 
     async def _clear_activity(self, connection: AsyncConnection, rows: Sequence[Row]) -> None:
         if not rows:

@@ -12,7 +12,7 @@ every answer, not only when quiet.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.reporting.bulk import Row
 from services.reporting.domain import (
     Attainment,
     Child,
@@ -121,9 +122,13 @@ class Sums:
 class RollupReader:
     """Queries over the reporting tables; every method takes the snapshot's connection."""
 
-    def __init__(self, placer: Placer) -> None:
+    def __init__(self, placer: Placer, cache_size: int = 4096) -> None:
         self.placer = placer
         self.trees = placer.trees
+        self.active_cache: OrderedDict[tuple[str, str, date, date], tuple[tuple[Row, ...], int]] = (
+            OrderedDict()
+        )
+        self.cache_size = cache_size
 
     def unit(self, tree: TreeVersion, unit_id: str) -> Unit:
         found = self.trees[tree].get(unit_id)
@@ -282,7 +287,37 @@ class RollupReader:
     async def active_branches(
         self, connection: AsyncConnection, tree: TreeVersion, unit: Unit, period: Period
     ) -> int:
-        """Branches under the unit with a positive count on some day of the period."""
+        """Branches under the unit with a positive count on some day of the period.
+
+        Counting distinct branches over any day range means scanning the unit's
+        activity rows (~100,000 for ``VN``); the count is cached per (tree, unit,
+        period) and reused while ``reporting_activity_gen`` of every year of the
+        period is unchanged (the fold bumps it in the transaction that sets a bit),
+        read in this same snapshot: a cached count is never stale.
+        """
+        generations = tuple(
+            tuple(row)
+            for row in await connection.execute(
+                text(
+                    "SELECT year, gen FROM reporting_activity_gen WHERE year BETWEEN :a AND :b ORDER BY year"
+                ),
+                {"a": period.start.year, "b": period.end.year},
+            )
+        )
+        key = (tree, unit.id, period.start, period.end)
+        cached = self.active_cache.get(key)
+        if cached is not None and cached[0] == generations:
+            self.active_cache.move_to_end(key)
+            return cached[1]
+        found = await self._count_active(connection, tree, unit, period)
+        self.active_cache[key] = (generations, found)
+        if len(self.active_cache) > self.cache_size:
+            self.active_cache.popitem(last=False)
+        return found
+
+    async def _count_active(
+        self, connection: AsyncConnection, tree: TreeVersion, unit: Unit, period: Period
+    ) -> int:
         members, params = self._members(tree, unit)
         condition, bits = _activity_condition(period)
         counted = "count(*)" if period.start.year == period.end.year else "count(DISTINCT a.branch_id)"

@@ -16,6 +16,8 @@ Storage shape (docs/reporting.md explains why):
 - ``reporting_activity``: per (branch, year) which days had any positive count
   (``m01``..``m12`` day bitmasks) and a copy of the branch's placement, for
   ``reporting.branches_with_events``.
+- ``reporting_activity_gen``: per year a generation raised whenever an activity row
+  of that year changes, so a cached count of active branches is known to be fresh.
 - ``reporting_unit_branches``: per (tree, unit) how many branches pass it.
 - ``reporting_targets``: the winning target per key ((time, event id) latest wins).
 - ``reporting_dirty`` / ``reporting_feed_versions``: the rollups feed's dirty
@@ -118,6 +120,13 @@ activity: Final = sa.Table(
     *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in MONTH_COLUMNS),
     *(sa.Column(name, sa.String(16), nullable=True) for name in ACTIVITY_PLACES),
     *(sa.Index(f"ix_reporting_activity_{name}", "year", name) for name in ACTIVITY_PLACES),
+)
+
+activity_gen: Final = sa.Table(
+    "reporting_activity_gen",
+    metadata,
+    sa.Column("year", sa.SmallInteger, primary_key=True),
+    sa.Column("gen", sa.BigInteger, nullable=False),
 )
 
 unit_branches: Final = sa.Table(

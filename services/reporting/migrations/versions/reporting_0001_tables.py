@@ -71,6 +71,11 @@ def upgrade() -> None:
     for name in PLACES:
         op.create_index(f"ix_reporting_activity_{name}", "reporting_activity", ["year", name])
     op.create_table(
+        "reporting_activity_gen",
+        sa.Column("year", sa.SmallInteger, primary_key=True),
+        sa.Column("gen", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "reporting_unit_branches",
         _tree(),
         sa.Column("unit_id", sa.String(16), primary_key=True),
@@ -130,6 +135,7 @@ def downgrade() -> None:
         "reporting_dirty",
         "reporting_targets",
         "reporting_unit_branches",
+        "reporting_activity_gen",
         "reporting_activity",
         "reporting_unit_days",
         "reporting_unit_months",
