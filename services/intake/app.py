@@ -10,11 +10,13 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
 
 from services.intake.api import router
 from services.intake.handlers import PUBLISH_TIMEOUT_S, Intake, utc_now
+from services.intake.openapi import with_event_schema
 from services.intake.store import IntakeStore
 from shared.http import Readiness, create_service_app
 from shared.orgtree import OrgTrees, load_org_trees
@@ -81,4 +83,10 @@ def create_app(
     app.state.tokens = settings.token_scopes()
     app.state.scopes = scopes
     app.include_router(router)
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return with_event_schema(generated())  # generated() caches the document: added once
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

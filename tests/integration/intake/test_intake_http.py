@@ -325,6 +325,7 @@ async def test_openapi_documents_every_body_form_and_error(intake: Served) -> No
     content = operation["requestBody"]["content"]
     assert set(content) == {"application/json", "application/x-ndjson"}
     assert set(content["application/json"]["examples"]) == {"one_event", "array"}
+    assert "vn.ketnap.target.set" in orjson.dumps(doc["components"]["schemas"]["CloudEvent"]).decode()
     assert set(operation["responses"]) == {"200", "202", "400", "401", "413", "415", "503"}
     codes = {
         example["value"]["code"]
