@@ -186,8 +186,7 @@ class Replica:
         """SIGKILL: no shutdown code runs, as when a machine or container dies."""
         if self.process is None:
             return
-        self.send(signal.SIGCONT)
-        self.send(signal.SIGKILL)
+        self.send(signal.SIGKILL)  # also ends a frozen (SIGSTOPped) process, without letting it run first
         await asyncio.to_thread(self.process.wait)
         self.reap()
 
@@ -451,7 +450,9 @@ class Cluster:
             async with self.engine(service).connect() as connection:
                 rows = (
                     await connection.execute(
-                        text(f"SELECT group_id, topic, partition, next_offset FROM {service}_consumer_offsets")
+                        text(
+                            f"SELECT group_id, topic, partition, next_offset FROM {service}_consumer_offsets"
+                        )
                     )
                 ).all()
                 outbox = int(await connection.scalar(text(f"SELECT count(*) FROM {service}_outbox")) or 0)
@@ -964,19 +965,32 @@ class PrivatePostgres:
         return None
 
     def _as_postgres(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120
+        )
 
     def init(self) -> None:
         self.root.mkdir(mode=0o700)
         shutil.chown(self.root, "postgres", "postgres")
-        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres", "-N")
+        self._as_postgres(
+            str(PG_BIN / "initdb"), "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres", "-N"
+        )
         self.start()
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        )
         self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"), "-o", options,
-            "-l", str(self.root / "server.log"), "-w", "start",
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.root / "data"),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "start",
         )
 
     def stop(self, mode: str = "fast") -> None:

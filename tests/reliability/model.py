@@ -248,7 +248,9 @@ def candidate_stories(
     by_province = {p: world.of(p) for p in world.provinces}
     while total < events:
         branch = world.branches[n % len(world.branches)]
-        story = candidate_story(rng, f"{prefix}{seed}-{n:06d}", branch, by_province[branch.province], **window)
+        story = candidate_story(
+            rng, f"{prefix}{seed}-{n:06d}", branch, by_province[branch.province], **window
+        )
         stories.append(story)
         total += len(story)
         n += 1

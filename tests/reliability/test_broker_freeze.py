@@ -68,7 +68,9 @@ async def test_broker_freeze(open_cluster: OpenCluster, book: list[Figures]) -> 
         await sending
         verdict = await verify(cluster, world, client.accepted_events())
         ledger = client.ledger
-        unconfirmed = [r for r in ledger.requests if r[2] == 202 and any(a <= r[0] and r[1] <= b for a, b in windows)]
+        unconfirmed = [
+            r for r in ledger.requests if r[2] == 202 and any(a <= r[0] and r[1] <= b for a, b in windows)
+        ]
         during = [r for r in ledger.requests if any(a <= r[1] <= b + 1 for a, b in windows)]
         on_topics = await topic_ids(cluster.broker.bootstrap, CANDIDATE_EVENTS)
         on_topics.update(await topic_ids(cluster.broker.bootstrap, REFERENCE_EVENTS))
@@ -79,7 +81,10 @@ async def test_broker_freeze(open_cluster: OpenCluster, book: list[Figures]) -> 
         figures.fill(cluster, verdict)
         figures.seconds = time.monotonic() - started
         figures.passed = (
-            verdict.ok and not unconfirmed and not missing and max(recoveries) <= RECOVERY_LIMIT_S
+            verdict.ok
+            and not unconfirmed
+            and not missing
+            and max(recoveries) <= RECOVERY_LIMIT_S
             and ledger.http[503] > 0
         )
         figures.notes = (

@@ -41,9 +41,13 @@ async def test_duplicate_storm(shared_cluster: Cluster, book: list[Figures]) -> 
     client = Client(cluster)
     await client.send_world(world, candidate_stories(world, EVENTS, seed=2, prefix="d"))
     await cluster.settle()
-    ours = [r for r in await read_topic(cluster.broker.bootstrap, CANDIDATE_EVENTS) if r.key.startswith(b"d2-")]
+    ours = [
+        r for r in await read_topic(cluster.broker.bootstrap, CANDIDATE_EVENTS) if r.key.startswith(b"d2-")
+    ]
     again = [rng.choice(ours) for _ in range(ON_TOPIC)]
-    await publish_raw(cluster.broker.bootstrap, CANDIDATE_EVENTS, [(r.key, r.value, list(r.headers)) for r in again])
+    await publish_raw(
+        cluster.broker.bootstrap, CANDIDATE_EVENTS, [(r.key, r.value, list(r.headers)) for r in again]
+    )
     resent = rng.sample(sorted(client.ledger.accepted), OVER_HTTP)
     answers = [await client.post([client.sent[i] for i in batch]) for batch in chunks(resent, 200)]
     not_duplicate = [r for a in answers for r in a["results"] if r["status"] != "duplicate"]

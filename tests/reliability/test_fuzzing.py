@@ -69,7 +69,9 @@ def fuzz_operation(operation: Any, base_url: str, mode: GenerationMode, count: i
         try:
             case.validate_response(response, checks=ALL_CHECKS, headers=AUTH)
         except (Exception, BaseExceptionGroup) as error:  # a check failed: keep it and go on
-            example = f"{response.status_code} <- {case.as_curl_command(headers=AUTH, base_url=base_url)[:300]}"
+            example = (
+                f"{response.status_code} <- {case.as_curl_command(headers=AUTH, base_url=base_url)[:300]}"
+            )
             failures.extend((operation.label, mode.value, *f, example) for f in failure_names(error))
 
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -97,7 +99,10 @@ def fuzz_service(url: str) -> tuple[Counter[str], list[Any]]:
         has_inputs = bool(operation.path_parameters or operation.query or operation.body or operation.headers)
         modes = [(GenerationMode.POSITIVE, REQUESTS)]
         if has_inputs:
-            modes = [(GenerationMode.POSITIVE, REQUESTS // 2), (GenerationMode.NEGATIVE, REQUESTS - REQUESTS // 2)]
+            modes = [
+                (GenerationMode.POSITIVE, REQUESTS // 2),
+                (GenerationMode.NEGATIVE, REQUESTS - REQUESTS // 2),
+            ]
         for mode, count in modes:
             sent, found = fuzz_operation(operation, url, mode, count)
             if sent < count:  # nothing invalid to generate: make up the number with valid inputs
@@ -119,7 +124,11 @@ async def test_http_fuzzing(read_auth_cluster: Cluster, book: list[Figures]) -> 
         requests.update({f"{service} {label}": n for label, n in done.items()})
         failures += [(service, *f) for f in found]
     by_check = Counter(f[3] for f in failures)
-    server_errors = [f for f in failures if any(n in f[3].lower().replace(" ", "_") for n in ("server_error", "server error"))]
+    server_errors = [
+        f
+        for f in failures
+        if any(n in f[3].lower().replace(" ", "_") for n in ("server_error", "server error"))
+    ]
     fewest = min(requests.values())
     figures.sent = sum(requests.values())
     figures.rejected = len(failures)

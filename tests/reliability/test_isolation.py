@@ -57,8 +57,15 @@ def registrations(trees: dict[TreeVersion, list[str]]) -> list[Event]:
     for tree, ids in trees.items():
         for p in ids:
             commune, _ = first_commune(org[tree], p)
-            data = {"branch_id": home_branch(tree, p), "name": f"Chi bộ {p}", "kind": "agency", "parents": {tree: commune}}
-            out.append(cloudevent("org.branch_registered", data, REGISTERED_AT, event_id=f"iso-reg-{tree}-{p}"))
+            data = {
+                "branch_id": home_branch(tree, p),
+                "name": f"Chi bộ {p}",
+                "kind": "agency",
+                "parents": {tree: commune},
+            }
+            out.append(
+                cloudevent("org.branch_registered", data, REGISTERED_AT, event_id=f"iso-reg-{tree}-{p}")
+            )
     return out
 
 
@@ -70,7 +77,13 @@ def aimed_at(tree: TreeVersion, me: str, there: str, tag: str) -> list[Event]:
     cid = f"iso-{tag}-{tree}-{me}-{there}"
     profile = {"birth_year": 1999, "sex": "female", "categories": []}
     events = [
-        cloudevent("candidate.sourced", {"branch_id": branch, "profile": profile}, when, subject=cid, event_id=f"{cid}-s"),
+        cloudevent(
+            "candidate.sourced",
+            {"branch_id": branch, "profile": profile},
+            when,
+            subject=cid,
+            event_id=f"{cid}-s",
+        ),
         cloudevent("candidate.admitted", {"branch_id": branch}, when, subject=cid, event_id=f"{cid}-a"),
         cloudevent(
             "candidate.transferred",
@@ -79,7 +92,12 @@ def aimed_at(tree: TreeVersion, me: str, there: str, tag: str) -> list[Event]:
             subject=cid,
             event_id=f"{cid}-t",
         ),
-        cloudevent("org.branch_registered", {"branch_id": f"B-{cid}", "name": "Chi bộ mới", "kind": "school", "parents": {tree: commune}}, when, event_id=f"{cid}-r"),
+        cloudevent(
+            "org.branch_registered",
+            {"branch_id": f"B-{cid}", "name": "Chi bộ mới", "kind": "school", "parents": {tree: commune}},
+            when,
+            event_id=f"{cid}-r",
+        ),
     ]
     for unit in (there, commune, district):
         if unit is not None:
@@ -140,7 +158,9 @@ async def test_province_isolation(shared_cluster: Cluster, book: list[Figures]) 
     figures.faults = len(foreign_ids)
     figures.dead_lettered = 0
     figures.seconds = time.monotonic() - started
-    figures.passed = not wrong and len(refused) == len(foreign_ids) and not leaked and not unlogged and not tokens_in_log
+    figures.passed = (
+        not wrong and len(refused) == len(foreign_ids) and not leaked and not unlogged and not tokens_in_log
+    )
     figures.notes = (
         f"{len(trees['legacy'])} legacy and {len(trees['2025'])} 2025 province tokens, each against every other "
         f"province of its tree (candidate events, transfer, targets, branch registration): "

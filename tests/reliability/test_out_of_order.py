@@ -91,7 +91,11 @@ async def test_out_of_order_equals_ordered(shared_cluster: Cluster, book: list[F
     both = World((PROVINCE,), ordered.branches + twins.branches)
     figures = Figures("08 out of order")
     book.append(figures)
-    window = {"first": datetime(YEAR, 1, 1, 9, tzinfo=VN), "spread_days": 200, "until": datetime(YEAR, 12, 31, 12, tzinfo=VN)}
+    window = {
+        "first": datetime(YEAR, 1, 1, 9, tzinfo=VN),
+        "spread_days": 200,
+        "until": datetime(YEAR, 12, 31, 12, tzinfo=VN),
+    }
     stories = candidate_stories(ordered, EVENTS, seed=8, prefix="q", **window)
     in_order = sorted((e for s in stories for e in s), key=lambda e: (e["time"], e["id"]))
     twin_events = [mirror(e) for e in in_order]
@@ -102,7 +106,9 @@ async def test_out_of_order_equals_ordered(shared_cluster: Cluster, book: list[F
     await client.post_stream(in_order, token, batch=200)
     for batch in batches:
         await client.post(batch, token)
-    verdict = await verify(cluster, both, client.accepted_events(), scope=set(client.sent), years=(YEAR, YEAR + 1))
+    verdict = await verify(
+        cluster, both, client.accepted_events(), scope=set(client.sent), years=(YEAR, YEAR + 1)
+    )
     observed = await branch_tallies(cluster, [b.id for b in both.branches], (YEAR, YEAR + 1))
     twin_of = {b.id: b.id.replace("-o", "-s") for b in ordered.branches}
     unlike = [
@@ -110,12 +116,18 @@ async def test_out_of_order_equals_ordered(shared_cluster: Cluster, book: list[F
         for k, n in observed.items()
         if k[0] in twin_of and observed.get((twin_of[k[0]], *k[1:]), 0) != n
     ]
-    unlike += [k for k in observed if k[0].replace("-s", "-o") not in twin_of and k[0] in set(twin_of.values())]
+    unlike += [
+        k for k in observed if k[0].replace("-s", "-o") not in twin_of and k[0] in set(twin_of.values())
+    ]
     commune_unlike = []
     for commune in ordered.communes:
         doc = await rollup(cluster, commune, str(YEAR), "legacy", "admitted")
         values = {k["id"]: k["value"] for k in doc["children"]}
-        commune_unlike += [(b, v, values.get(twin_of[b])) for b, v in values.items() if b in twin_of and values.get(twin_of[b]) != v]
+        commune_unlike += [
+            (b, v, values.get(twin_of[b]))
+            for b, v in values.items()
+            if b in twin_of and values.get(twin_of[b]) != v
+        ]
     ledger = client.ledger
     figures.sent, figures.accepted = len(client.sent), len(ledger.accepted)
     figures.rejected = len(ledger.rejected)

@@ -52,7 +52,11 @@ OVER_HTTP = scaled(200, 1_000)
 GOOD = scaled(300, 1_000)
 WITHIN_S = scaled(15.0, 5.0)  # the scenario's 5 s, with a margin on a loaded CI machine
 WHEN = datetime(2024, 3, 5, 9, tzinfo=VN)
-CONSUMERS = {CANDIDATE_EVENTS: ("quota",), REFERENCE_EVENTS: ("quota", "reporting"), TALLY_CHANGES: ("reporting",)}
+CONSUMERS = {
+    CANDIDATE_EVENTS: ("quota",),
+    REFERENCE_EVENTS: ("quota", "reporting"),
+    TALLY_CHANGES: ("reporting",),
+}
 Expect = tuple[str, str, str]  # topic, key, code
 
 
@@ -64,14 +68,63 @@ def poison(n: int, branch: str) -> list[tuple[str, Raw, str]]:
     """``n`` bad records: (topic, record, expected code), the record key unique (it keys the rejection)."""
     kinds = [
         (CANDIDATE_EVENTS, "invalid_schema", lambda k: b'{"specversion": "1.0", "id": ' + k.encode()),
-        (CANDIDATE_EVENTS, "invalid_schema", lambda k: _event("candidate.admitted", {"branch_id": branch, "full_name": "Nguyễn Văn A"}, k, subject=k)),
-        (CANDIDATE_EVENTS, "invalid_schema", lambda k: _event("candidate.admitted", {"branch_id": branch}, k)),  # no subject
-        (CANDIDATE_EVENTS, "unknown_type", lambda k: _event("candidate.teleported", {"branch_id": branch}, k, subject=k)),
-        (CANDIDATE_EVENTS, "invalid_schema", lambda k: _event("candidate.dropped", {"branch_id": branch, "reason": "x" * 2_000_000}, k, subject=k)),
-        (REFERENCE_EVENTS, "unknown_unit", lambda k: _event("target.set", {"unit_id": "P99", "year": 2024, "kind": "resolution", "value": 3}, k)),
-        (REFERENCE_EVENTS, "unknown_unit", lambda k: _event("org.branch_registered", {"branch_id": f"B-{k}", "name": "x", "kind": "other", "parents": {"legacy": "C99999"}}, k)),
+        (
+            CANDIDATE_EVENTS,
+            "invalid_schema",
+            lambda k: _event(
+                "candidate.admitted", {"branch_id": branch, "full_name": "Nguyễn Văn A"}, k, subject=k
+            ),
+        ),
+        (
+            CANDIDATE_EVENTS,
+            "invalid_schema",
+            lambda k: _event("candidate.admitted", {"branch_id": branch}, k),
+        ),  # no subject
+        (
+            CANDIDATE_EVENTS,
+            "unknown_type",
+            lambda k: _event("candidate.teleported", {"branch_id": branch}, k, subject=k),
+        ),
+        (
+            CANDIDATE_EVENTS,
+            "invalid_schema",
+            lambda k: _event(
+                "candidate.dropped", {"branch_id": branch, "reason": "x" * 2_000_000}, k, subject=k
+            ),
+        ),
+        (
+            REFERENCE_EVENTS,
+            "unknown_unit",
+            lambda k: _event(
+                "target.set", {"unit_id": "P99", "year": 2024, "kind": "resolution", "value": 3}, k
+            ),
+        ),
+        (
+            REFERENCE_EVENTS,
+            "unknown_unit",
+            lambda k: _event(
+                "org.branch_registered",
+                {"branch_id": f"B-{k}", "name": "x", "kind": "other", "parents": {"legacy": "C99999"}},
+                k,
+            ),
+        ),
         (REFERENCE_EVENTS, "invalid_schema", lambda k: b"\xff\xfe not json"),
-        (TALLY_CHANGES, "invalid_schema", lambda k: orjson.dumps({"branch_id": branch, "date": "2024-13-45", "metric": "admitted", "category": "all", "delta": 1, "value": 1, "version": 1, "source_event_id": k})),
+        (
+            TALLY_CHANGES,
+            "invalid_schema",
+            lambda k: orjson.dumps(
+                {
+                    "branch_id": branch,
+                    "date": "2024-13-45",
+                    "metric": "admitted",
+                    "category": "all",
+                    "delta": 1,
+                    "value": 1,
+                    "version": 1,
+                    "source_event_id": k,
+                }
+            ),
+        ),
         (TALLY_CHANGES, "invalid_schema", lambda k: b"[1, 2, 3]"),
     ]
     out = []
@@ -88,20 +141,70 @@ def bad_requests(n: int, good: Event, foreign: Event) -> list[tuple[dict[str, An
     as_json = {**national, "Content-Type": "application/json"}
     personal = [
         {**good, "id": "", "data": {**good["data"], "full_name": "Trần Thị B"}},
-        {**good, "id": "", "data": {**good["data"], "profile": {**good["data"].get("profile", {}), "id_card_number": "001234567890"}}},
+        {
+            **good,
+            "id": "",
+            "data": {
+                **good["data"],
+                "profile": {**good["data"].get("profile", {}), "id_card_number": "001234567890"},
+            },
+        },
         {**good, "id": "", "data": {**good["data"], "date_of_birth": "2001-02-03"}},
     ]
     kinds: list[tuple[Any, int, str]] = [
         (lambda i: {"content": b"{oops " + str(i).encode(), "headers": as_json}, 400, "malformed_body"),
         (lambda i: {"content": b"[1, 2", "headers": as_json}, 400, "malformed_body"),
-        (lambda i: {"content": orjson.dumps(good), "headers": {**national, "Content-Type": "text/plain"}}, 415, "unsupported_media_type"),
-        (lambda i: {"content": b"<event/>", "headers": {**national, "Content-Type": "application/xml"}}, 415, "unsupported_media_type"),
+        (
+            lambda i: {"content": orjson.dumps(good), "headers": {**national, "Content-Type": "text/plain"}},
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            lambda i: {"content": b"<event/>", "headers": {**national, "Content-Type": "application/xml"}},
+            415,
+            "unsupported_media_type",
+        ),
         (lambda i: {"content": orjson.dumps([{}] * 10_001), "headers": as_json}, 413, "payload_too_large"),
-        (lambda i: {"content": orjson.dumps(good), "headers": {"Content-Type": "application/json"}}, 401, "unauthorized"),
-        (lambda i: {"content": orjson.dumps(good), "headers": {"Authorization": f"Bearer wrong-{i}", "Content-Type": "application/json"}}, 401, "unauthorized"),
-        (lambda i: {"content": orjson.dumps(good), "headers": {"Authorization": f"Basic {NATIONAL_TOKEN}", "Content-Type": "application/json"}}, 401, "unauthorized"),
-        (lambda i: {"content": orjson.dumps({**foreign, "id": f"foreign-{i}"}), "headers": {"Authorization": f"Bearer {province_token('P20')}", "Content-Type": "application/json"}}, 200, "out_of_scope"),
-        (lambda i: {"content": orjson.dumps({**personal[i % 3], "id": f"personal-{i}"}), "headers": as_json}, 200, "invalid_schema"),
+        (
+            lambda i: {"content": orjson.dumps(good), "headers": {"Content-Type": "application/json"}},
+            401,
+            "unauthorized",
+        ),
+        (
+            lambda i: {
+                "content": orjson.dumps(good),
+                "headers": {"Authorization": f"Bearer wrong-{i}", "Content-Type": "application/json"},
+            },
+            401,
+            "unauthorized",
+        ),
+        (
+            lambda i: {
+                "content": orjson.dumps(good),
+                "headers": {"Authorization": f"Basic {NATIONAL_TOKEN}", "Content-Type": "application/json"},
+            },
+            401,
+            "unauthorized",
+        ),
+        (
+            lambda i: {
+                "content": orjson.dumps({**foreign, "id": f"foreign-{i}"}),
+                "headers": {
+                    "Authorization": f"Bearer {province_token('P20')}",
+                    "Content-Type": "application/json",
+                },
+            },
+            200,
+            "out_of_scope",
+        ),
+        (
+            lambda i: {
+                "content": orjson.dumps({**personal[i % 3], "id": f"personal-{i}"}),
+                "headers": as_json,
+            },
+            200,
+            "invalid_schema",
+        ),
     ]
     out = [(make(i), status, code) for i in range(n) for make, status, code in [kinds[i % len(kinds)]]]
     huge = b"[" + b" " * (16 * 1024 * 1024 + 10) + b"]"
@@ -184,7 +287,9 @@ async def test_poison_and_bad_input(shared_cluster: Cluster, book: list[Figures]
     figures.fill(cluster, verdict, since=mark)
     figures.dead_lettered = sum(len(CONSUMERS[t]) for t, _, _ in bad_records) - len(unclear)
     figures.seconds = time.monotonic() - started
-    figures.passed = verdict.ok and not wrong_answers and not unclear and not poison_counted and took <= WITHIN_S
+    figures.passed = (
+        verdict.ok and not wrong_answers and not unclear and not poison_counted and took <= WITHIN_S
+    )
     figures.notes = (
         f"{ON_TOPICS:,} bad records on the topics, {OVER_HTTP:,} bad requests; answered with the wrong "
         f"code: {len(wrong_answers)} requests, {len(unclear)} records (by consumer); good traffic behind "

@@ -72,7 +72,9 @@ def production_closes_reads() -> list[str]:
     return problems
 
 
-async def test_read_access(read_auth_cluster: Cluster, shared_cluster: Cluster, tmp_path: Path, book: list[Figures]) -> None:
+async def test_read_access(
+    read_auth_cluster: Cluster, shared_cluster: Cluster, tmp_path: Path, book: list[Figures]
+) -> None:
     started, cluster = time.monotonic(), read_auth_cluster
     world = make_world(("P01", "P10", "P22"), communes_per_province=2, branches_per_commune=2, tag="a")
     figures = Figures("12 read access")
@@ -80,7 +82,9 @@ async def test_read_access(read_auth_cluster: Cluster, shared_cluster: Cluster, 
     client = Client(cluster)
     stories = candidate_stories(world, scaled(300, 3_000), seed=12, prefix="a")
     await client.send_world(world, stories)
-    verdict = await verify(cluster, world, client.accepted_events(), scope=set(client.sent), years=(2023, 2024))
+    verdict = await verify(
+        cluster, world, client.accepted_events(), scope=set(client.sent), years=(2023, 2024)
+    )
     candidate = {
         p: next(s[0]["subject"] for s in stories if s[0]["data"]["branch_id"] in {b.id for b in world.of(p)})
         for p in world.provinces
@@ -92,7 +96,9 @@ async def test_read_access(read_auth_cluster: Cluster, shared_cluster: Cluster, 
         answer = await cluster.get(service, path, token, **params)
         statuses[str(answer.status_code)] += 1
         if answer.status_code != status:
-            wrong.append((token and token[:16], service, path, params, status, answer.status_code, answer.text[:200]))
+            wrong.append(
+                (token and token[:16], service, path, params, status, answer.status_code, answer.text[:200])
+            )
         return answer.content
 
     for own in world.provinces:
@@ -107,15 +113,29 @@ async def test_read_access(read_auth_cluster: Cluster, shared_cluster: Cluster, 
                 if other != own:
                     await expect(province_token(other), service, path, params, 403)
         own_2025 = world.of(own)[0].province_2025
-        await expect(province_token(own_2025, "2025"), "reporting", f"/v1/rollups/{own_2025}", {"period": YEAR, "tree": "2025"}, 200)
-        await expect(province_token(own_2025, "2025"), "reporting", f"/v1/rollups/{own}", {"period": YEAR, "tree": "legacy"}, 403)
+        await expect(
+            province_token(own_2025, "2025"),
+            "reporting",
+            f"/v1/rollups/{own_2025}",
+            {"period": YEAR, "tree": "2025"},
+            200,
+        )
+        await expect(
+            province_token(own_2025, "2025"),
+            "reporting",
+            f"/v1/rollups/{own}",
+            {"period": YEAR, "tree": "legacy"},
+            403,
+        )
     for service, path, params in NATIONAL_ONLY:
         await expect(NATIONAL_TOKEN, service, path, params, 200)
         await expect(province_token(world.provinces[0]), service, path, params, 403)
         await expect(None, service, path, params, 401)
     open_answer = await shared_cluster.get("reporting", "/v1/rollups/VN", None, period=YEAR)
     up_env = System(tmp_path / "up", 0, {"intake": 1, "quota": 2, "reporting": 3}).child_env("quota")
-    default_open = open_answer.status_code == 200 and up_env["KETNAP_READ_AUTH"] == "false" and not Settings().read_auth
+    default_open = (
+        open_answer.status_code == 200 and up_env["KETNAP_READ_AUTH"] == "false" and not Settings().read_auth
+    )
     production = production_closes_reads()
     refused = statuses["401"] + statuses["403"]
     figures.sent, figures.accepted, figures.rejected = sum(statuses.values()), statuses["200"], refused

@@ -45,7 +45,9 @@ async def test_rebalances(open_cluster: OpenCluster, book: list[Figures]) -> Non
         client = Client(cluster)
         stories = candidate_stories(world, EVENTS, seed=4, prefix="r")
         sending = client.send_world(world, stories, batch=100, pace=scaled(0.2, 0.1))
-        await asyncio.gather(sending, bounce(cluster, "quota", CYCLES, rng), bounce(cluster, "reporting", CYCLES, rng))
+        await asyncio.gather(
+            sending, bounce(cluster, "quota", CYCLES, rng), bounce(cluster, "reporting", CYCLES, rng)
+        )
         verdict = await verify(cluster, world, client.accepted_events())
         ledger = client.ledger
         figures.sent, figures.accepted = len(client.sent), len(ledger.accepted)
