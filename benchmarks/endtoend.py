@@ -62,7 +62,7 @@ def services(running_broker: EmbeddedBroker, workdir: Path) -> Iterator[Running]
                 "KETNAP_TOKENS": orjson.dumps({TOKEN: ["*"]}).decode(),
                 "KETNAP_LOG_LEVEL": "WARNING",
             }
-            log = stack.enter_context(open(workdir / f"{name}.log", "wb"))  # noqa: SIM115
+            log = stack.enter_context(open(workdir / f"{name}.log", "wb"))
             processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "ketnap", name], env=env, stdout=log, stderr=subprocess.STDOUT
             )
@@ -235,7 +235,7 @@ async def freshness(running: Running, seconds: float, rate: int = 1000) -> dict[
                 await asyncio.sleep(0.02)
 
         watcher = asyncio.create_task(watch())
-        tick, per_tick = 0.05, max(1, int(rate * 0.05))
+        per_tick = max(1, int(rate * 0.05))  # one request every 50 ms
         started = time.perf_counter()
         n = 0
         while time.perf_counter() - started < seconds:
@@ -271,10 +271,13 @@ async def _settled_value(client: httpx.AsyncClient, url: str) -> int:
 
 def run(quick: bool) -> dict[str, float]:
     scale = float(os.environ.get("KETNAP_BENCH_SCALE", "0.01" if quick else "1.0"))
-    with tempfile.TemporaryDirectory() as tmp, broker() as running_broker:
-        with services(running_broker, Path(tmp)) as running:
-            figures = asyncio.run(national_year(running, scale))
-            figures |= asyncio.run(freshness(running, 5 if quick else 20))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        broker() as running_broker,
+        services(running_broker, Path(tmp)) as running,
+    ):
+        figures = asyncio.run(national_year(running, scale))
+        figures |= asyncio.run(freshness(running, 5 if quick else 20))
     return figures
 
 
