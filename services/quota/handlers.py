@@ -136,6 +136,9 @@ def contribution_sums(before: CandidateState, after: CandidateState) -> Counter[
     """
     old, new = before.contribution_map(), after.contribution_map()
     sums: Counter[store.KeyTuple] = Counter()
+    if not old:  # a candidate new to the tallies: everything it counts is new
+        sums.update((k.branch_id, k.date, k.metric, k.category) for keys in new.values() for k in keys)
+        return sums
     for event_id in old.keys() | new.keys():
         taken, given = old.get(event_id, ()), new.get(event_id, ())
         if taken == given:
@@ -155,7 +158,8 @@ def apply_all(state: CandidateState | None, events: Sequence[CandidateEvent]) ->
     within the same batch is not reported as rejected. Events already kept are skipped.
     """
     before = state or CandidateState(events[0].candidate_id)
-    new = [e for e in events if before.event(e.id) is None]
+    kept = {e.id for e in before.events}
+    new = [e for e in events if e.id not in kept]
     if not new:
         return Applied(before, (), Counter())
     after = replay(before.candidate_id, (*before.events, *new))
