@@ -34,6 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -242,7 +243,7 @@ def p99(buckets: Iterable[tuple[float, float]]) -> float | None:
 
 
 def merge_buckets(parts: Iterable[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    merged: Counter[float] = Counter()
+    merged: defaultdict[float, float] = defaultdict(float)
     for part in parts:
         for le, cum in part:
             merged[le] += cum
@@ -366,6 +367,14 @@ class Cluster:
                 await asyncio.sleep(0.2)
         return time.monotonic() - started
 
+    async def back(self, replica: Replica, within: float = 180.0) -> None:
+        """Wait until the supervisor has restarted ``replica`` and it is ready."""
+        while True:
+            if replica.alive():
+                await self.wait_ready([replica], within)
+                return
+            await asyncio.sleep(0.1)
+
     async def restart(self, replica: Replica, extra_env: Mapping[str, str] | None = None) -> None:
         if replica.alive():
             await replica.stop()
@@ -387,7 +396,7 @@ class Cluster:
 
     async def _sample(self) -> None:
         while True:
-            lags: Counter[str] = Counter()
+            lags: defaultdict[str, float] = defaultdict(float)
             for replica in list(self.replicas):
                 pid = replica.pid
                 if pid is None or not replica.alive():
@@ -464,7 +473,7 @@ class Cluster:
         return dict(groups), outbox
 
     async def behind(self, service: str, ends: Mapping[tuple[str, int], int] | None = None) -> int:
-        """Records (up to ``ends``, default: now) not yet committed to the service's database, plus its outbox."""
+        """Records up to ``ends`` (default: now) not yet in the service's database, plus its outbox rows."""
         ends = ends if ends is not None else await self.end_offsets(CONSUMES[service])
         stored = await self.positions(service)
         if stored is None:
@@ -743,7 +752,7 @@ async def check_rollups(
     *,
     thorough: bool,
 ) -> tuple[Discrepancy, list[Any]]:
-    """Provinces (both trees) and communes: value == model == Σ children + unmapped (more with ``thorough``)."""
+    """Provinces (both trees) and communes: value == model == Σ children + unmapped (``thorough``: more)."""
     totals = unit_totals(world, year_tallies)
     queries: list[tuple[str, str, int, str, str]] = []
     provinces_2025 = sorted({b.province_2025 for b in world.branches})
@@ -762,12 +771,12 @@ async def check_rollups(
         value, kids = int(doc["value"]), doc.get("children", [])
         if value != sum(int(k["value"]) for k in kids) + int(doc.get("unmapped", 0)):
             breaks.append((q, value, [(k["id"], k["value"]) for k in kids], doc.get("unmapped")))
-        wrong.add(q, totals.get(tree, unit, year, metric, category), value, counts_events=category == "all")  # type: ignore[arg-type]
+        wrong.add(q, totals.get(tree, unit, year, metric, category), value, counts_events=category == "all")
         for kid in kids:
-            expected = totals.get(tree, kid["id"], year, metric, category)  # type: ignore[arg-type]
+            expected = totals.get(tree, kid["id"], year, metric, category)
             wrong.add((*q, kid["id"]), expected, int(kid["value"]), counts_events=False)
 
-    await gather_limited([lambda q=q: one(q) for q in queries])
+    await gather_limited([partial(one, q) for q in queries])
     # Each province query counts every event once; report the worst province, not the sum of levels.
     return wrong, breaks
 

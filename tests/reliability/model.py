@@ -54,9 +54,10 @@ def every_token() -> dict[str, list[str]]:
     """``KETNAP_TOKENS`` with the national token and one token per province of each tree."""
     org = load_org_trees()
     tokens = {NATIONAL_TOKEN: ["*"]}
-    for tree in ("legacy", "2025"):
-        for unit in org[tree].units("province"):  # type: ignore[index]
-            tokens[province_token(unit.id, tree)] = [f"{tree}:{unit.id}"]  # type: ignore[arg-type]
+    trees: tuple[TreeVersion, ...] = ("legacy", "2025")
+    for tree in trees:
+        for unit in org[tree].units("province"):
+            tokens[province_token(unit.id, tree)] = [f"{tree}:{unit.id}"]
     return tokens
 
 
@@ -345,7 +346,7 @@ class UnitTotals:
 
     values: Mapping[tuple[str, str, int, str, str], int]
 
-    def get(self, tree: TreeVersion, unit: str, year: int, metric: str, category: str = "all") -> int:
+    def get(self, tree: str, unit: str, year: int, metric: str, category: str = "all") -> int:
         return self.values.get((tree, unit, year, metric, category), 0)
 
 

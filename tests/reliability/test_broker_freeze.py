@@ -41,7 +41,9 @@ async def recovery(cluster: Cluster) -> float:
     started = time.monotonic()
     for service, topic in (("quota", CANDIDATE_EVENTS), ("reporting", TALLY_CHANGES)):
         ends = await cluster.end_offsets([topic])
-        while await cluster.behind(service, ends) > 0:
+        while True:
+            if not await cluster.behind(service, ends):
+                break
             await asyncio.sleep(0.25)
     return time.monotonic() - started
 

@@ -30,10 +30,10 @@ from tests.reliability.model import candidate_stories, make_world
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scaled(600, 5400))]
 
 EVENTS = scaled(3_000, 50_000)
-KILLS = scaled({"quota": 3, "reporting": 3, "intake": 2}, {"quota": 20, "reporting": 20, "intake": 10})
+KILLS = scaled({"quota": 2, "reporting": 2, "intake": 1}, {"quota": 20, "reporting": 20, "intake": 10})
 GAP_S = scaled((1.0, 4.0), (3.0, 12.0))  # between one kill's restart and the next kill
 BACKGROUND_PROBABILITY = scaled("0.02", "0.01")
-HOOK_CAP = scaled(2, 6)  # deaths between commits per service, beyond the first certain one
+HOOK_CAP = scaled(1, 6)  # deaths between commits per service, beyond the first certain one
 
 
 async def kill_repeatedly(cluster: Cluster, service: str, times: int, rng: random.Random) -> int:
@@ -41,9 +41,7 @@ async def kill_repeatedly(cluster: Cluster, service: str, times: int, rng: rando
     for _ in range(times):
         await asyncio.sleep(rng.uniform(*GAP_S))
         replica = rng.choice(cluster.of(service))
-        while not replica.alive():
-            await asyncio.sleep(0.1)
-        await cluster.wait_ready([replica], within=180)
+        await cluster.back(replica)
         await replica.kill()
     return times
 

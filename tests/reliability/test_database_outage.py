@@ -10,6 +10,7 @@ the consumers commit no offset, retry at most once a second, and ``/readyz`` say
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +103,7 @@ def fastest_retry(cluster: Cluster, outages: list[Outage]) -> float | None:
                     if any(o.started <= at <= o.ended for o in outages):
                         times.setdefault(str(line.get("group") or line.get("table")), []).append(at)
                 for series in times.values():
-                    gaps += [b - a for a, b in zip(series, series[1:], strict=False)]
+                    gaps += [b - a for a, b in itertools.pairwise(series)]
     return min(gaps) if gaps else None
 
 
@@ -151,7 +152,8 @@ async def test_database_outage(open_cluster: OpenCluster, tmp_path: Path, book: 
             )
             figures.notes = (
                 f"{OUTAGES} outages of {OUTAGE_S:g} s (private cluster, quota and reporting databases); "
-                f"/readyz 503 polls per outage {[o.not_ready_polls for o in outages]}, 200 during: {len(leaks)}; "
+                f"/readyz 503 polls per outage {[o.not_ready_polls for o in outages]}, "
+                f"200 during: {len(leaks)}; "
                 f"offsets committed during an outage: {len(commits)}; fastest retry gap "
                 f"{'-' if gap is None else f'{gap:.2f} s'}; ready again after "
                 f"{', '.join(f'{o.recovered_s:.1f}' for o in outages)} s"

@@ -22,7 +22,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
+from schemathesis.core.result import Err
 
+from tests.reliability.conftest import FUZZ_WRITER
 from tests.reliability.harness import SERVICES, Cluster, Figures, scaled
 from tests.reliability.model import NATIONAL_TOKEN
 
@@ -30,6 +32,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scal
 
 REQUESTS = scaled(30, 1_000)  # per operation
 AUTH = {"Authorization": f"Bearer {NATIONAL_TOKEN}"}
+WRITE_AUTH = {"Authorization": f"Bearer {FUZZ_WRITER}"}  # writes confined to one province no one reads
 SERVER_ERRORS = {"not_a_server_error"}
 SCHEMA_CHECKS = {
     "status_code_conformance",
@@ -64,14 +67,15 @@ def fuzz_operation(operation: Any, base_url: str, mode: GenerationMode, count: i
     seen: list[Any] = []
     failures: list[Any] = []
 
+    auth = WRITE_AUTH if operation.method.upper() == "POST" else AUTH
+
     def call(case: Any) -> None:
-        response = case.call(base_url=base_url, headers=AUTH)
+        response = case.call(base_url=base_url, headers=auth)
         try:
-            case.validate_response(response, checks=ALL_CHECKS, headers=AUTH)
+            case.validate_response(response, checks=ALL_CHECKS, headers=auth)
         except (Exception, BaseExceptionGroup) as error:  # a check failed: keep it and go on
-            example = (
-                f"{response.status_code} <- {case.as_curl_command(headers=AUTH, base_url=base_url)[:300]}"
-            )
+            curl = case.as_curl_command(headers=auth, base_url=base_url)[:300]
+            example = f"{response.status_code} <- {curl}"
             failures.extend((operation.label, mode.value, *f, example) for f in failure_names(error))
 
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -95,6 +99,9 @@ def fuzz_service(url: str) -> tuple[Counter[str], list[Any]]:
     requests: Counter[str] = Counter()
     failures: list[Any] = []
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            failures.append((url, "-", "schema", "unusable operation", str(result.err())[:160], "-"))
+            continue
         operation = result.ok()
         has_inputs = bool(operation.path_parameters or operation.query or operation.body or operation.headers)
         modes = [(GenerationMode.POSITIVE, REQUESTS)]

@@ -80,7 +80,7 @@ async def test_happy_path_at_volume(open_cluster: OpenCluster, book: list[Figure
         wire_wrong = wire_differences(expected, tally_records)
         tally_breaks = tally_version_breaks(tally_records)
         rollup_breaks = version_breaks(rollup_records, lambda d: (d["tree"], d["unit"]["id"], d["month"]))
-        year_admitted = Counter()
+        year_admitted: Counter[tuple[str, int]] = Counter()
         for (branch, day, metric, category), n in expected.items():
             if metric == "admitted" and category == "all":
                 year_admitted[(next(b.province for b in world.branches if b.id == branch), day.year)] += n

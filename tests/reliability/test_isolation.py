@@ -162,10 +162,12 @@ async def test_province_isolation(shared_cluster: Cluster, book: list[Figures]) 
         not wrong and len(refused) == len(foreign_ids) and not leaked and not unlogged and not tokens_in_log
     )
     figures.notes = (
-        f"{len(trees['legacy'])} legacy and {len(trees['2025'])} 2025 province tokens, each against every other "
+        f"{len(trees['legacy'])} legacy and {len(trees['2025'])} 2025 province tokens, "
+        "each against every other "
         f"province of its tree (candidate events, transfer, targets, branch registration): "
         f"{len(refused) - len(wrong):,}/{len(foreign_ids):,} refused out_of_scope, {len(leaked)} on a topic, "
-        f"{len(unlogged)} scopes with refusals missing from the log; own-province control (dry run): {dict(controls)}"
+        f"{len(unlogged)} scopes with refusals missing from the log; "
+        f"own-province control (dry run): {dict(controls)}"
     )
     assert len(refused) == len(foreign_ids)
     assert not wrong, list(wrong.items())[:10]

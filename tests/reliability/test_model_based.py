@@ -40,6 +40,7 @@ from tests.reliability.harness import (
     Cluster,
     ClusterSpec,
     Figures,
+    Raw,
     Verdict,
     publish_raw,
     scaled,
@@ -49,8 +50,8 @@ from tests.reliability.model import Event, World, candidate_story, cloudevent, m
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scaled(900, 7200))]
 
-EXAMPLES = scaled(2, 8)
-STEPS = scaled(6, 20)
+EXAMPLES = scaled(1, 8)
+STEPS = scaled(8, 20)
 CRASH_BUDGET = scaled(2, 6)  # crash and restart steps per example: each costs a process start
 
 
@@ -111,7 +112,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             answer = ctx.run(ctx.client.post(events))
             assert {r["status"] for r in answer["results"]} == {"duplicate"}, answer["results"][:3]
             stamp = datetime.now(UTC).isoformat()
-            raw = [
+            raw: list[Raw] = [
                 (
                     str(e.get("subject") or e["data"]["branch_id"]).encode(),
                     orjson.dumps({**e, "recordedtime": stamp}),
@@ -155,7 +156,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             replica.send(signal.SIGSTOP)
             self.post(self.story(rng))
             ctx.run(replica.kill())
-            ctx.run(self.ready(replica))
+            ctx.run(ctx.cluster.back(replica))
 
         @precondition(lambda self: self.crashes < CRASH_BUDGET)
         @rule(service=st.sampled_from(["quota", "reporting"]), rng=st.randoms(use_true_random=False))
@@ -168,7 +169,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             ctx.run(ctx.cluster.restart(replica, {FAULT_KILL_ENV: "1"}))
             self.post(self.story(rng))
             ctx.run(self.died(replica, before))
-            ctx.run(self.ready(replica))
+            ctx.run(ctx.cluster.back(replica))
 
         @precondition(lambda self: self.crashes < CRASH_BUDGET)
         @rule(service=st.sampled_from(["intake", "quota", "reporting"]))
@@ -176,11 +177,6 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             ctx.steps[f"restart:{service}"] += 1
             self.crashes += 1
             ctx.run(ctx.cluster.restart(ctx.cluster.of(service)[0]))
-
-        async def ready(self, replica: Any) -> None:
-            while not replica.alive():
-                await asyncio.sleep(0.1)
-            await ctx.cluster.wait_ready([replica], within=180)
 
         async def died(self, replica: Any, before: int) -> None:
             deadline = time.monotonic() + 120

@@ -45,7 +45,7 @@ YEAR = 2024
 
 
 def mirror(value: Any) -> Any:
-    """The shuffled twin of an ordered event: ids ``s8-…`` for ``q8-…``, branch ``B-…-s00`` for ``B-…-o00``."""
+    """The shuffled twin of an ordered event: ids ``s8-…`` for ``q8-…``, branches ``…-s00`` for ``…-o00``."""
     if isinstance(value, dict):
         return {k: mirror(v) for k, v in value.items()}
     if isinstance(value, str) and value.startswith("q8-"):
@@ -111,14 +111,15 @@ async def test_out_of_order_equals_ordered(shared_cluster: Cluster, book: list[F
     )
     observed = await branch_tallies(cluster, [b.id for b in both.branches], (YEAR, YEAR + 1))
     twin_of = {b.id: b.id.replace("-o", "-s") for b in ordered.branches}
-    unlike = [
-        (k, n, observed.get((twin_of[k[0]], *k[1:]), 0))
-        for k, n in observed.items()
-        if k[0] in twin_of and observed.get((twin_of[k[0]], *k[1:]), 0) != n
-    ]
-    unlike += [
-        k for k in observed if k[0].replace("-s", "-o") not in twin_of and k[0] in set(twin_of.values())
-    ]
+    unlike: list[Any] = []
+    for branch, twin in twin_of.items():
+        mine = {k[1:]: n for k, n in observed.items() if k[0] == branch}
+        theirs = {k[1:]: n for k, n in observed.items() if k[0] == twin}
+        unlike += [
+            (branch, k, mine.get(k, 0), theirs.get(k, 0))
+            for k in mine.keys() | theirs.keys()
+            if mine.get(k, 0) != theirs.get(k, 0)
+        ]
     commune_unlike = []
     for commune in ordered.communes:
         doc = await rollup(cluster, commune, str(YEAR), "legacy", "admitted")
@@ -136,7 +137,8 @@ async def test_out_of_order_equals_ordered(shared_cluster: Cluster, book: list[F
     figures.seconds = time.monotonic() - started
     figures.passed = verdict.ok and not unlike and not commune_unlike and not ledger.rejected
     figures.notes = (
-        f"{len(in_order):,} events of {PROVINCE} in {YEAR} sent in order and again shuffled onto twin branches, "
+        f"{len(in_order):,} events of {PROVINCE} in {YEAR} sent in order and again shuffled "
+        "onto twin branches, "
         f"{late:,} of them in days-late batches; faults = events that arrived after a later-dated event "
         f"of their candidate; twin tallies that differ: {len(unlike)}, twin rollup children that differ: "
         f"{len(commune_unlike)}"

@@ -15,6 +15,8 @@ import asyncio
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,16 +59,29 @@ CONSUMERS = {
     REFERENCE_EVENTS: ("quota", "reporting"),
     TALLY_CHANGES: ("reporting",),
 }
-Expect = tuple[str, str, str]  # topic, key, code
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad record: where it goes, its unique key (which keys its rejection), the code it must get."""
+
+    topic: str
+    key: str
+    value: bytes
+    code: str
+
+    @property
+    def record(self) -> Raw:
+        return (self.key.encode(), self.value, [])
 
 
 def _event(kind: str, data: dict[str, Any], key: str, **extra: Any) -> bytes:
     return orjson.dumps({**cloudevent(kind, data, WHEN, event_id=key), **extra})
 
 
-def poison(n: int, branch: str) -> list[tuple[str, Raw, str]]:
-    """``n`` bad records: (topic, record, expected code), the record key unique (it keys the rejection)."""
-    kinds = [
+def poison(n: int, branch: str) -> list[Bad]:
+    """``n`` bad records of ten kinds, round robin."""
+    kinds: list[tuple[str, str, Callable[[str], bytes]]] = [
         (CANDIDATE_EVENTS, "invalid_schema", lambda k: b'{"specversion": "1.0", "id": ' + k.encode()),
         (
             CANDIDATE_EVENTS,
@@ -131,7 +146,7 @@ def poison(n: int, branch: str) -> list[tuple[str, Raw, str]]:
     for i in range(n):
         topic, code, make = kinds[i % len(kinds)]
         key = f"poison-{i:05d}"
-        out.append((topic, (key.encode(), make(key), []), code))
+        out.append(Bad(topic, key, make(key), code))
     return out
 
 
@@ -245,8 +260,8 @@ async def test_poison_and_bad_input(shared_cluster: Cluster, book: list[Figures]
     p14 = next(e for s in stories for e in s if e["data"].get("branch_id") in {b.id for b in world.of("P14")})
     bad_records = poison(ON_TOPICS, world.branches[0].id)
     by_topic: dict[str, list[Raw]] = defaultdict(list)
-    for topic, record, _ in bad_records:
-        by_topic[topic].append(record)
+    for bad in bad_records:
+        by_topic[bad.topic].append(bad.record)
     requests = bad_requests(OVER_HTTP, first, p14)
     rng.shuffle(requests)
     for topic, records in by_topic.items():
@@ -268,24 +283,24 @@ async def test_poison_and_bad_input(shared_cluster: Cluster, book: list[Figures]
         doc = orjson.loads(record.value)
         rejections[((record.key or b"").decode(), doc["service"])] = doc["code"]
     unclear = []
-    for topic, (key, _, _), code in bad_records:
-        for service in CONSUMERS[topic]:
-            got = rejections.get((key.decode(), service))
-            if got != code:
-                unclear.append((topic, key.decode(), service, code, got))
+    for bad in bad_records:
+        for service in CONSUMERS[bad.topic]:
+            got = rejections.get((bad.key, service))
+            if got != bad.code:
+                unclear.append((bad.topic, bad.key, service, bad.code, got))
     tally_sources = {
         str(doc.get("source_event_id"))
         for r in await read_topic(cluster.broker.bootstrap, TALLY_CHANGES)
         if r.key is None or not r.key.startswith(b"poison-")  # our own poison on that topic
         for doc in [orjson.loads(r.value)]
     }
-    poison_counted = {k.decode() for _, (k, _, _), _ in bad_records} & tally_sources
+    poison_counted = {bad.key for bad in bad_records} & tally_sources
     figures.sent = len(client.sent) + ON_TOPICS + OVER_HTTP
     figures.accepted = len(client.ledger.accepted)
     figures.rejected = ON_TOPICS + OVER_HTTP - len(unclear) - len(wrong_answers)
     figures.faults = ON_TOPICS + OVER_HTTP
     figures.fill(cluster, verdict, since=mark)
-    figures.dead_lettered = sum(len(CONSUMERS[t]) for t, _, _ in bad_records) - len(unclear)
+    figures.dead_lettered = sum(len(CONSUMERS[bad.topic]) for bad in bad_records) - len(unclear)
     figures.seconds = time.monotonic() - started
     figures.passed = (
         verdict.ok and not wrong_answers and not unclear and not poison_counted and took <= WITHIN_S

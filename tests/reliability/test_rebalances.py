@@ -19,7 +19,7 @@ from tests.reliability.model import candidate_stories, make_world
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scaled(600, 3600))]
 
-EVENTS = scaled(3_000, 30_000)
+EVENTS = scaled(2_000, 30_000)
 CYCLES = scaled(2, 10)
 
 
@@ -59,7 +59,8 @@ async def test_rebalances(open_cluster: OpenCluster, book: list[Figures]) -> Non
         redelivered = {s: cluster.redeliveries(s) for s in ("quota", "reporting")}
         figures.notes = (
             f"{CYCLES} stop/start cycles of one quota and one reporting replica (SIGTERM, drain, rejoin); "
-            f"redeliveries dropped by the fence: quota {redelivered['quota']}, reporting {redelivered['reporting']}"
+            f"redeliveries dropped by the fence: quota {redelivered['quota']}, "
+            f"reporting {redelivered['reporting']}"
         )
         assert not ledger.rejected, {i: ledger.codes[i] for i in list(ledger.rejected)[:10]}
         assert verdict.ok, verdict.explain()
