@@ -376,6 +376,8 @@ class Cluster:
             await asyncio.sleep(0.1)
 
     async def restart(self, replica: Replica, extra_env: Mapping[str, str] | None = None) -> None:
+        """Stop (gracefully) and start again, with ``extra_env`` for this start only; wait until ready."""
+        replica.keep_down = True  # the supervisor must not restart it in between
         if replica.alive():
             await replica.stop()
         replica.reap()
