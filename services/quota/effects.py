@@ -34,7 +34,7 @@ class Effects:
 
     now: datetime
     sums: Counter[store.KeyTuple] = field(default_factory=Counter)
-    sources: dict[store.KeyTuple, tuple[str, str]] = field(default_factory=dict)
+    sources: dict[store.KeyTuple, tuple[str, str, str | None]] = field(default_factory=dict)
     rejected: list[tuple[str, str, str, dict[str, Any] | str | None, str | None]] = field(
         default_factory=list
     )
@@ -61,13 +61,14 @@ class Effects:
         for key, n in sums.items():
             if n:
                 self.sums[key] += n
-                self.sources[key] = (decoded.id, recorded)
+                self.sources[key] = (decoded.id, recorded, decoded.correlation_id)
 
     async def write(self, connection: AsyncConnection, originals: Mapping[str, dict[str, Any]]) -> None:
         changed = await store.add_to_tallies(connection, self.sums)
         for key, (value, version) in changed.items():
-            source, recorded = self.sources[key]
-            self.messages.append(wire.tally_change(key, self.sums[key], value, version, source, recorded))
+            source, recorded, correlation = self.sources[key]
+            change = wire.tally_change(key, self.sums[key], value, version, source, recorded, correlation)
+            self.messages.append(change)
         await self._write_rejections(connection, originals)
         await enqueue(connection, outbox, self.messages)
 

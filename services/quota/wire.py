@@ -170,9 +170,19 @@ def is_target(decoded: Decoded) -> bool:
 
 
 def tally_change(
-    key: tuple[str, date, str, str], delta: int, value: int, version: int, source: str, recorded: str | None
+    key: tuple[str, date, str, str],
+    delta: int,
+    value: int,
+    version: int,
+    source: str,
+    recorded: str | None,
+    correlation_id: str | None = None,
 ) -> OutboxMessage:
-    """One ``ketnap.tally-changes`` message (``value`` absolute, ``version`` +1 per change of the key)."""
+    """One ``ketnap.tally-changes`` message (``value`` absolute, ``version`` +1 per change of the key).
+
+    Headers carry the source event's ``recordedtime`` (end-to-end freshness downstream)
+    and its correlation id, when it had one.
+    """
     branch_id, day, metric, category = key
     body = {
         "branch_id": branch_id,
@@ -184,7 +194,11 @@ def tally_change(
         "version": version,
         "source_event_id": source,
     }
-    headers = (("content-type", "application/json"),) + ((("recordedtime", recorded),) if recorded else ())
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+    if recorded:
+        headers += (("recordedtime", recorded),)
+    if correlation_id:
+        headers += ((CORRELATION_HEADER, correlation_id),)
     return OutboxMessage(TALLY_CHANGES, branch_id.encode(), orjson.dumps(body), headers)
 
 

@@ -117,6 +117,8 @@ def test_outgoing_messages_match_their_wire_schemas() -> None:
     assert change.key == b"B-1"
     assert TallyChange.model_validate_json(change.value).version == 9
     assert ("recordedtime", "2024-05-12T02:00Z") in change.headers
+    traced = wire.tally_change(("B-1", date(2024, 5, 12), "admitted", "all"), 1, 1, 1, "e-8", None, "corr-9")
+    assert ("correlation-id", "corr-9") in traced.headers
     rejected = wire.rejection(
         "e-7", "candidate_dropped", "after the drop", event(), datetime.now(UTC), "corr-1"
     )
