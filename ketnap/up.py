@@ -111,6 +111,8 @@ class System:
             "KETNAP_HTTP_PORT": str(self.ports[name]),
             "KETNAP_TOKENS": json.dumps({self.token: ["*"], **self.extra_tokens}),
             "KETNAP_READ_AUTH": "false",
+            # Tansu completes a rejoin only after a session timeout: keep restarts quick.
+            "KETNAP_KAFKA_SESSION_TIMEOUT_MS": "3000",
         }
 
     def start(self) -> None:

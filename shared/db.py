@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
@@ -48,6 +49,8 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
 
 
 def alembic_config(service: str) -> Config:
+    from alembic.config import Config  # imported here: alembic costs ~1 s at every process start
+
     cfg = Config()
     cfg.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
     cfg.set_main_option("version_table", f"alembic_version_{service}")
@@ -56,6 +59,8 @@ def alembic_config(service: str) -> Config:
 
 async def migrate(engine: AsyncEngine, service: str) -> None:
     """Bring the service's tables to head; safe when replicas start together (advisory lock on PostgreSQL)."""
+    from alembic import command
+
     cfg = alembic_config(service)
 
     def upgrade(connection: Connection) -> None:
