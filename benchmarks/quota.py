@@ -64,19 +64,35 @@ async def _until(predicate: Any, within: float, step: float = 0.02) -> None:
 
 
 async def _replay(bootstrap: str, url: str, candidates: int) -> dict[str, float]:
-    from services.quota.app import create_app
     from tests.integration.quota.feed import make_feed
 
     feed = make_feed(candidates, branches=2000, seed=42)
-    await _fill(bootstrap, feed.reference, REFERENCE_EVENTS)
-    await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
-    total = len(feed.candidates)
+    total, rate = await _replay_events(bootstrap, url, feed.candidates, feed.reference)
+    return {"quota_replay_events": float(total), "quota_replay_events_per_s": rate}
+
+
+async def _replay_events(
+    bootstrap: str, url: str, candidates: list[dict[str, Any]], reference: list[dict[str, Any]]
+) -> tuple[int, float]:
+    """Fill the topics, then time the service from its first batch to the last commit."""
+    from services.quota.app import create_app
+
+    await _fill(bootstrap, reference, REFERENCE_EVENTS)
+    await _fill(bootstrap, candidates, CANDIDATE_EVENTS)
+    total = len(candidates)
     app = create_app(_settings(bootstrap, url))
     async with app.router.lifespan_context(app):
         consumer = app.state.quota_consumers[0]
         await _until(lambda: consumer.records >= total, within=1800)
         elapsed = time.perf_counter() - consumer.first_batch_at
-    return {"quota_replay_events": float(total), "quota_replay_events_per_s": total / elapsed}
+    return total, total / elapsed
+
+
+def replay_events_per_s(events: list[dict[str, Any]]) -> float:
+    """Ketnap's replay of someone else's candidate events (the peer benchmark's feed)."""
+    with tempfile.TemporaryDirectory() as tmp, broker() as running, fresh_database(Path(tmp), "peer") as url:
+        _, rate = asyncio.run(_replay_events(running.bootstrap, url, events, []))
+    return rate
 
 
 def _produce_steadily(bootstrap: str, rate: int, seconds: float, seed: int) -> None:
