@@ -19,7 +19,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting.aggregates import Deltas
-from services.reporting.bulk import Row, Upsert, driver, fetch_keyed, is_postgres, upsert
+from services.reporting.bulk import Row, Upsert, as_json, driver, fetch_keyed, is_postgres, upsert
 from services.reporting.placing import TREES, PlacementRow, Placer
 from shared.orgtree import TreeVersion
 
@@ -124,9 +124,8 @@ async def _insert(connection: AsyncConnection, rows: Sequence[Row]) -> list[str]
     if not is_postgres(connection):
         await upsert(connection, NEW_BRANCHES, rows)
         return [row[0] for row in rows]
-    columns = [list(c) for c in zip(*sorted(rows), strict=True)]
     native = await driver(connection)
-    returned = await native.fetch(NEW_BRANCHES.postgres_sql() + " RETURNING branch_id", *columns)
+    returned = await native.fetch(NEW_BRANCHES.postgres_sql() + " RETURNING branch_id", as_json(sorted(rows)))
     return [r["branch_id"] for r in returned]
 
 
