@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -82,6 +82,20 @@ def _district(org: OrgTrees, unit_id: str | None) -> str | None:
     return next((u.id for u in chain if u.level == "district"), None)
 
 
+def _unknown_parent(data: BranchRegistered, org: OrgTrees) -> str | None:
+    """Why a registration names no real parent (as the intake would say it), or None.
+
+    The intake refuses these; a record that reached the topic another way (a replay,
+    another producer) is rejected ``unknown_unit`` here rather than stored unplaced.
+    """
+    trees: tuple[TreeVersion, ...] = ("legacy", "2025")
+    for tree in trees:
+        parent = data.parents.get(tree)
+        if parent is not None and not org[tree].attachable(parent):
+            return f"parents.{tree}: {parent} is not a commune of the {tree} tree"
+    return None
+
+
 def _target_row(target: Target) -> dict[str, Any]:
     return {
         "unit_id": target.key.unit_id,
@@ -128,13 +142,21 @@ async def handle_reference(batch: Batch, org: OrgTrees) -> None:
             continue
         kind = short_type(item.envelope.type)
         if wire.is_branch(item):
+            if unknown := _unknown_parent(item.data, org):
+                effects.poison(wire.Poison(item.id, "unknown_unit", unknown, item.raw), kind)
+                continue
             registrations.append(item)
         else:
             try:
-                incoming.append(target_from_cloudevent(item.raw))
+                target = target_from_cloudevent(item.raw)
             except ValueError as exc:
                 effects.poison(wire.Poison(item.id, "invalid_schema", str(exc), item.raw), kind)
                 continue
+            if target.key.unit_id not in org[cast(TreeVersion, target.key.tree)]:
+                detail = f"unit_id: {target.key.unit_id} is not a unit of the {target.key.tree} tree"
+                effects.poison(wire.Poison(item.id, "unknown_unit", detail, item.raw), kind)
+                continue
+            incoming.append(target)
         effects.outcomes[(kind, "applied")] += 1
     branch_ids = sorted({r.data.branch_id for r in registrations})
     known = await store.stored_branches(batch.connection, branch_ids)
