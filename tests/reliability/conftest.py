@@ -9,10 +9,12 @@ docs/reliability.md).
 
 from __future__ import annotations
 
+import json
+import os
 import platform
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ FUZZ_WRITER = "rel-fuzz-writer-token-0123456789abcdef"
 GROUPS = ("read_auth_cluster", "shared_cluster")  # scenarios on a shared cluster run after the others
 
 RESULTS = Path(__file__).parent / "results" / "latest.md"
+RESULTS_JSON = RESULTS.with_suffix(".json")  # every scenario's latest full-size figures, merged across runs
 BOOK: list[Figures] = []
 OpenCluster = Callable[..., AbstractAsyncContextManager[Cluster]]
 
@@ -148,12 +151,24 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section(f"reliability figures ({mode} sizes)")
     terminalreporter.write_line(table(BOOK))
     if FULL:
-        database = "PostgreSQL" if TEST_DATABASE_URL else "SQLite"
-        header = (
-            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, full sizes, {database}, "
-            f"{platform.node()} ({platform.machine()}, Python {platform.python_version()}), "
-            f"wall clock {time.perf_counter():.0f} s since interpreter start.\n\n"
-        )
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(header + table(BOOK) + "\n")
-        terminalreporter.write_line(f"written to {RESULTS}")
+        merged = write_results(BOOK)
+        terminalreporter.write_line(f"written to {RESULTS} ({len(merged)} scenarios)")
+
+
+def write_results(figures: list[Figures]) -> list[Figures]:
+    """Merge this run's full-size figures into the latest ones (by scenario) and write both files."""
+    database = "PostgreSQL" if TEST_DATABASE_URL else "SQLite"
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {database}, {os.cpu_count()} CPUs"
+    known = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    for f in figures:
+        known[f.scenario] = {**asdict(f), "run": stamp}
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS_JSON.write_text(json.dumps(known, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    merged = [Figures(**{k: v for k, v in row.items() if k != "run"}) for row in known.values()]
+    runs = sorted({f"- {row['scenario']}: {row['run']}" for row in known.values()})
+    header = (
+        f"Full sizes (`make test-reliability`) on {platform.node()} ({platform.machine()}, "
+        f"Python {platform.python_version()}). Each scenario's latest run:\n\n" + "\n".join(runs) + "\n\n"
+    )
+    RESULTS.write_text(header + table(merged) + "\n")
+    return merged

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections import Counter
 from typing import Any
 
-import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -47,8 +47,9 @@ ALL_CHECKS = list(checks.CHECKS.get_all())
 
 @schemathesis.serializer("application/x-ndjson")
 def _ndjson(ctx: Any, value: Any) -> bytes:
-    """The intake documents NDJSON as a string; anything else generated goes as one JSON line."""
-    return value.encode() if isinstance(value, str) else orjson.dumps(value)
+    """The intake documents NDJSON as a string; anything else generated goes as one JSON line
+    (``json``, not orjson: negative cases include integers beyond 64 bits)."""
+    return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
 def failure_names(error: BaseException) -> list[tuple[str, str]]:
