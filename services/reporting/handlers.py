@@ -27,6 +27,7 @@ from shared.events import BranchRegistered, Envelope, TargetSet, parse_data
 from shared.logging import get_logger
 from shared.messages import Rejection
 from shared.metrics import EVENTS_PROCESSED
+from shared.orgtree import OrgTrees, TreeVersion
 from shared.outbox import OutboxMessage, enqueue
 from shared.topics import REFERENCE_EVENTS, REJECTED, TALLY_CHANGES
 
@@ -72,8 +73,12 @@ def decode_change(raw: bytes) -> Change:
     return Change(branch_id, ordinal, series, value, version)
 
 
-def decode_reference(raw: bytes) -> Registration | Target | None:
-    """A registration or a target from ``ketnap.reference-events``; None for other types."""
+def decode_reference(raw: bytes, trees: OrgTrees | None = None) -> Registration | Target | None:
+    """A registration or a target from ``ketnap.reference-events``; None for other types.
+
+    With ``trees``, a unit the trees do not have is ``unknown_unit`` (as the intake says):
+    such a record reached the topic some other way and is refused, not stored unplaced.
+    """
     try:
         doc = orjson.loads(raw)
         if not isinstance(doc, dict) or doc.get("type") not in (BRANCH_REGISTERED, TARGET_SET):
@@ -83,10 +88,29 @@ def decode_reference(raw: bytes) -> Registration | Target | None:
     except (orjson.JSONDecodeError, ValidationError, KeyError) as exc:
         raise UnreadableRecord("invalid_schema", f"not a reference event: {exc}"[:500]) from None
     if isinstance(data, BranchRegistered):
+        if trees is not None:
+            _require_parents(data, trees)
         return _registration(envelope, data)
     if isinstance(data, TargetSet):
-        return _target(envelope, data)
+        target = _target(envelope, data)
+        if trees is not None and target.unit_id not in trees[target.tree]:
+            raise UnreadableRecord(
+                "unknown_unit", f"unit_id: {target.unit_id} is not a unit of the {target.tree} tree"
+            )
+        return target
     return None
+
+
+def _require_parents(data: BranchRegistered, trees: OrgTrees) -> None:
+    named: tuple[tuple[TreeVersion, str | None], ...] = (
+        ("legacy", data.parents.legacy),
+        ("2025", data.parents.v2025),
+    )
+    for tree, parent in named:
+        if parent is not None and not trees[tree].attachable(parent):
+            raise UnreadableRecord(
+                "unknown_unit", f"parents.{tree}: {parent} is not a commune of the {tree} tree"
+            )
 
 
 def _registration(envelope: Envelope, data: BranchRegistered) -> Registration:
@@ -114,14 +138,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def decode(records: Sequence[Record], now: datetime) -> Decoded:
+def decode(records: Sequence[Record], now: datetime, trees: OrgTrees | None = None) -> Decoded:
     decoded = Decoded()
     for record in records:
         try:
             if record.topic == TALLY_CHANGES:
                 decoded.changes.append(decode_change(record.value or b""))
                 continue
-            found = decode_reference(record.value or b"") if record.topic == REFERENCE_EVENTS else None
+            found = decode_reference(record.value or b"", trees) if record.topic == REFERENCE_EVENTS else None
         except UnreadableRecord as exc:
             decoded.invalid_changes += record.topic == TALLY_CHANGES
             decoded.rejected.append(_rejection(record, exc, now))
@@ -156,7 +180,7 @@ class ReportingHandler:
         self.folder, self.outbox, self.on_commit = folder, outbox, on_commit
 
     async def __call__(self, batch: Batch) -> None:
-        decoded = decode(batch.records, batch.now)
+        decoded = decode(batch.records, batch.now, self.folder.placer.trees)
         connection = batch.connection
         registered = await self.folder.register(connection, decoded.registrations)
         targets_set = await set_targets(connection, decoded.targets)
