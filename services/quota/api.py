@@ -21,6 +21,7 @@ Decisions where the contract is silent (also in services/quota/README.md):
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,7 @@ from shared.scope import TokenScope
 from shared.settings import Settings
 
 Tree = Literal["legacy", "2025"]
+CURSOR_PATTERN = r"^[0-9]{1,18}$"
 Year = Annotated[int, Query(ge=2000, le=2100, description="Calendar year (local dates, Asia/Ho_Chi_Minh)")]
 
 
@@ -286,7 +288,9 @@ async def list_rejections(
     reader: ReaderDep,
     code: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: str | None = None,
+    after: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="the `next` of the previous page")
+    ] = None,
 ) -> Rejections:
     if not reader.scope(request).national:
         raise _out_of_scope("the rejection list")
@@ -315,7 +319,8 @@ async def list_rejections(
 def _cursor(after: str | None) -> int:
     if after is None:
         return 0
-    if not after.isdigit() or len(after) > 18:
+    # ASCII digits only: str.isdigit() also accepts '¹' or '٣', which int() refuses (was a 500).
+    if not re.fullmatch(CURSOR_PATTERN, after, flags=re.ASCII):
         raise Problem(400, "invalid_request", "after: not a cursor returned as 'next'")
     return int(after)
 
