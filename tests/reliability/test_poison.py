@@ -1,7 +1,8 @@
 """Scenario 7, poison and bad input: bad records straight on the topics, bad requests at the intake.
 
 On the topics (no intake in the way): records that are not JSON, that break the
-schema, that name an unknown type or an unknown unit, oversized ones; each consumer
+schema, that name an unknown type or an unknown unit, oversized ones (1 MB, just under
+Apache Kafka's default largest record, far beyond any field's limit); each consumer
 of the topic rejects each with a clear code on ``ketnap.rejected``. At the intake:
 malformed bodies, wrong content types, oversized bodies, wrong tokens, events for
 a foreign province, events carrying personal data; each answered with its code.
@@ -107,7 +108,7 @@ def poison(n: int, branch: str) -> list[Bad]:
             CANDIDATE_EVENTS,
             "invalid_schema",
             lambda k: _event(
-                "candidate.dropped", {"branch_id": branch, "reason": "x" * 2_000_000}, k, subject=k
+                "candidate.dropped", {"branch_id": branch, "reason": "x" * 1_000_000}, k, subject=k
             ),
         ),
         (
