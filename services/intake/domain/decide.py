@@ -242,16 +242,17 @@ class _Judge:
         return branch_id, attribution
 
     def _void(self, data: CandidateVoided) -> tuple[str | None, Attribution]:
-        """A void is authorised through the event it voids; one the intake has never accepted
-        can only be voided by a national token (its province cannot be checked)."""
+        """A void is authorised through the event it voids when the intake knows it.
+
+        One the intake has not seen yet is accepted for any token: the contract holds a
+        void that arrives before its event (late, out-of-order batches), and the quota
+        applies a void only within the candidate its ``subject`` names, when the voided
+        event of that same candidate arrives."""
         target = self.accepted_here.get(data.voids)
         stored = self.known.events.get(data.voids)
         if target is None and stored is not None and stored.attribution is not None:
             target = (stored.branch_id, stored.attribution)
         if target is None:
-            if not self.scope.national:
-                detail = f"voids: {data.voids} was never accepted here: only a national token may void it"
-                raise _Rejection("out_of_scope", detail)
             return None, Attribution("VN", "2025")
         self._require(target[1], f"voided event {data.voids}")
         return target

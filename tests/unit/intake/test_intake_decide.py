@@ -209,7 +209,8 @@ def test_voids_are_authorised_through_the_voided_event() -> None:
         for i in (ours["id"], theirs["id"], "nope")
     ]
     plan = run(voids, QUANG_NINH, Known(stored, QN_BRANCH.branches))
-    assert codes(plan) == ["accepted", "out_of_scope", "out_of_scope"]
+    # a void of an event never seen here is held by the quota (late batches), not refused
+    assert codes(plan) == ["accepted", "out_of_scope", "accepted"]
     assert plan.accepted[0].branch_id == "B1"
     assert codes(run(voids, NATIONAL, Known(stored))) == ["accepted", "accepted", "accepted"]
 
