@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +41,12 @@ from shared.settings import Settings
 
 Tree = Literal["legacy", "2025"]
 CURSOR_PATTERN = r"^[0-9]{1,18}$"
+# Branch, candidate and unit ids as the intake accepts them (shared.events.Identifier). Declared on the
+# parameters so the OpenAPI says what is valid, and so that no string PostgreSQL cannot hold (NUL)
+# reaches a query: that was a 500.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+CODE_PATTERN = r"^[a-z_]{1,64}$"
+Id = Annotated[str, Path(pattern=ID_PATTERN)]
 Year = Annotated[int, Query(ge=2000, le=2100, description="Calendar year (local dates, Asia/Ho_Chi_Minh)")]
 
 
@@ -159,7 +165,7 @@ router = APIRouter(prefix="/v1", tags=["quota"])
     summary="A branch's tallies for a year",
     responses=problem_responses(400, 401, 403, 404),
 )
-async def branch_tallies(branch_id: str, year: Year, request: Request, reader: ReaderDep) -> Tallies:
+async def branch_tallies(branch_id: Id, year: Year, request: Request, reader: ReaderDep) -> Tallies:
     scope = reader.scope(request)
     first, last = _year_span(year)
     async with reader.engine.connect() as connection:
@@ -188,7 +194,7 @@ async def branch_tallies(branch_id: str, year: Year, request: Request, reader: R
     responses=problem_responses(400, 401, 403, 404),
 )
 async def province_tallies(
-    unit_id: str, year: Year, request: Request, reader: ReaderDep, tree: Tree | None = None
+    unit_id: Id, year: Year, request: Request, reader: ReaderDep, tree: Tree | None = None
 ) -> Tallies:
     scope = reader.scope(request)
     chosen: TreeVersion = tree or tree_in_force(date(year, 12, 31))
@@ -233,9 +239,9 @@ async def _targets(connection: Any, unit_id: str, tree: str, year: int) -> dict[
     "/candidates/{candidate_id}",
     response_model=Candidate,
     summary="A candidate's stage, milestones, flags and held events",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(400, 401, 403, 404),
 )
-async def candidate(candidate_id: str, request: Request, reader: ReaderDep) -> Candidate:
+async def candidate(candidate_id: Id, request: Request, reader: ReaderDep) -> Candidate:
     scope = reader.scope(request)
     async with reader.engine.connect() as connection:
         row = (
@@ -286,7 +292,7 @@ def _candidate(state: CandidateState, branch_id: str | None) -> Candidate:
 async def list_rejections(
     request: Request,
     reader: ReaderDep,
-    code: str | None = None,
+    code: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description="the `next` of the previous page")
@@ -334,7 +340,7 @@ def _cursor(after: str | None) -> int:
 async def due(
     request: Request,
     reader: ReaderDep,
-    unit_id: str | None = None,
+    unit_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     within_days: Annotated[int, Query(ge=0, le=3660)] = 30,
     tree: Tree | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
