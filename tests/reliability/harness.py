@@ -433,6 +433,15 @@ class Cluster:
             buckets = [(le, cum - before.get(le, 0.0)) for le, cum in buckets]
         return p99(buckets)
 
+    def redeliveries_logged(self, service: str) -> int:
+        """Redelivered records the service's replicas dropped, from their logs (which outlive a kill,
+        unlike a counter the sampler may not have scraped before the process died again)."""
+        return sum(
+            int(line.get("count", 0))
+            for replica in self.of(service)
+            for _, line in log_times(replica.log, "redelivered records skipped")
+        )
+
     def redeliveries(self, service: str, since: Mark | None = None) -> int:
         total = int(sum(s.redeliveries for (name, _), s in self.scrapes.items() if name.startswith(service)))
         return total - (since.redeliveries.get(service, 0) if since else 0)

@@ -46,7 +46,7 @@ from tests.reliability.harness import (
     scaled,
     verify,
 )
-from tests.reliability.model import Event, World, candidate_story, cloudevent, make_world
+from tests.reliability.model import Event, World, candidate_story, cloudevent, make_world, province_token
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scaled(900, 7200))]
 
@@ -91,7 +91,7 @@ def make_machine(ctx: Context) -> type[RuleBasedStateMachine]:
             self.crashes = 0
 
         def post(self, events: list[Event]) -> None:
-            ctx.run(ctx.client.post(events))  # national: a void may arrive before what it voids
+            ctx.run(ctx.client.post(events, province_token(ctx.world.provinces[0])))
 
         def story(self, rng: random.Random) -> list[Event]:
             branch = rng.choice(ctx.world.branches)

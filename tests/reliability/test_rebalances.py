@@ -56,7 +56,7 @@ async def test_rebalances(open_cluster: OpenCluster, book: list[Figures]) -> Non
         figures.fill(cluster, verdict)
         figures.seconds = time.monotonic() - started
         figures.passed = verdict.ok and not ledger.rejected and verdict.dead_lettered == 0
-        redelivered = {s: cluster.redeliveries(s) for s in ("quota", "reporting")}
+        redelivered = {s: cluster.redeliveries_logged(s) for s in ("quota", "reporting")}
         figures.notes = (
             f"{CYCLES} stop/start cycles of one quota and one reporting replica (SIGTERM, drain, rejoin); "
             f"redeliveries dropped by the fence: quota {redelivered['quota']}, "
