@@ -33,13 +33,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scal
 REQUESTS = scaled(30, 1_000)  # per operation
 AUTH = {"Authorization": f"Bearer {NATIONAL_TOKEN}"}
 WRITE_AUTH = {"Authorization": f"Bearer {FUZZ_WRITER}"}  # writes confined to one province no one reads
-SERVER_ERRORS = {"not_a_server_error"}
-SCHEMA_CHECKS = {
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-}
+KNOWN_GAP = ("reporting", "Schema-valid request rejected")  # issue 7, open: see the end of the test
 
 checks.load_all_checks()
 ALL_CHECKS = list(checks.CHECKS.get_all())
@@ -138,24 +132,22 @@ async def test_http_fuzzing(read_auth_cluster: Cluster, book: list[Figures]) -> 
         if any(n in f[3].lower().replace(" ", "_") for n in ("server_error", "server error"))
     ]
     fewest = min(requests.values())
+    # Known gap (issue 7, open): reporting's OpenAPI does not yet describe which periods,
+    # trees, metrics and categories it accepts, so schemathesis' "schema-valid" inputs can
+    # be refused with 400 there. Counted and named in the figures; every other failure fails.
+    known = [f for f in failures if (f[0], f[3]) == KNOWN_GAP]
+    distinct = {(f[0], f[1], f[3], f[4]): f[5] for f in failures}
+    unexpected = {k: v for k, v in distinct.items() if (k[0], k[2]) != KNOWN_GAP}
     figures.sent = sum(requests.values())
     figures.rejected = len(failures)
     figures.faults = figures.sent
     figures.seconds = time.monotonic() - started
-    figures.passed = not failures and fewest >= REQUESTS
-    distinct = {(f[0], f[1], f[3], f[4]): f[5] for f in failures}
+    figures.passed = not unexpected and fewest >= REQUESTS
     figures.notes = (
         f"{len(requests)} operations over 3 services, {figures.sent:,} requests (fewest per operation: "
         f"{fewest:,}), all {len(ALL_CHECKS)} checks; failures by check: {dict(by_check) or 'none'}; "
-        f"server errors: {len(server_errors)}"
+        f"server errors: {len(server_errors)}; of these, the known gap (reporting refuses inputs its "
+        f"OpenAPI does not constrain): {len(known)}"
     )
     assert fewest >= REQUESTS, requests
-    # Known gap (issue 7, open): reporting's OpenAPI does not yet describe which periods,
-    # trees, metrics and categories it accepts, so schemathesis' "schema-valid" inputs can
-    # be refused with 400 there. Counted in the figures; every other failure fails the test.
-    known = {f for f in failures if f[0] == "reporting" and f[3] == "Schema-valid request rejected"}
-    figures.notes += f"; known gap, reporting inputs its OpenAPI does not constrain: {len(known)}"
-    unexpected = {
-        k: v for k, v in distinct.items() if (k[0], k[2]) != ("reporting", "Schema-valid request rejected")
-    }
     assert not unexpected, "\n".join(f"{k}: {v}" for k, v in unexpected.items())
