@@ -24,7 +24,6 @@ import contextlib
 import ctypes
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -944,10 +943,6 @@ class Figures:
             self.lost, self.double_counted = verdict.lost, verdict.double_counted
             self.dead_lettered = verdict.dead_lettered
         return self
-
-
-def jitter(rng: random.Random, low: float, high: float) -> float:
-    return rng.uniform(low, high)
 
 
 # -- a PostgreSQL cluster of the scenario's own ------------------------------------------------
