@@ -65,11 +65,13 @@ def create_app(
         async with ServiceResources(settings, SERVICE, readiness) as resources:
             assert resources.engine is not None
             assert resources.producer is not None
-            app.state.intake = Intake(
-                IntakeStore(resources.engine), resources.producer, trees, publish_timeout_s, clock
-            )
+            store = IntakeStore(resources.engine)
+            app.state.intake = Intake(store, resources.producer, trees, publish_timeout_s, clock)
             tune_garbage_collector()
-            yield
+            try:
+                yield
+            finally:
+                await store.close()
 
     app = create_service_app(
         title="ketnap intake",

@@ -11,12 +11,15 @@ return); the statements run in autocommit, each atomic on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import orjson
+from sqlalchemy.engine import URL
 
 from services.intake.domain.decide import Accepted
 from services.intake.domain.registry import Placement
@@ -108,6 +111,47 @@ def _claim_rows(new: Sequence[Accepted]) -> str:
 
 def _arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
     return [[row[column] for row in rows] for column in columns]
+
+
+class PostgresPool:
+    """asyncpg connections for the intake, opened on first use (inside the serving loop).
+
+    No reset on release: the intake's statements run in autocommit and change no session
+    state, so asyncpg's default reset (one more round trip per request) has nothing to undo;
+    a connection left inside a transaction is rolled back all the same.
+    """
+
+    def __init__(self, url: URL, size: int) -> None:
+        self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.size = size
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    def acquire(self) -> AbstractAsyncContextManager[Any]:
+        return self._acquire()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
+        pool = self._pool or await self._open()
+        async with pool.acquire() as connection:
+            yield connection
+
+    async def _open(self) -> Any:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=0, max_size=self.size, reset=_rollback_if_needed
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+async def _rollback_if_needed(connection: Any) -> None:
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 class PostgresBackend:
