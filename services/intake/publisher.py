@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -22,6 +22,8 @@ from aiokafka.errors import KafkaError
 from services.intake.domain.decide import Accepted
 from services.intake.partition import partition_for
 from shared.topics import CLOUDEVENTS_CONTENT_TYPE, CORRELATION_HEADER
+
+_SLICE: Final = 1000
 
 
 class BrokerUnavailable(Exception):
@@ -71,7 +73,9 @@ async def _send_batches(
     partitions = {t: sorted(await producer.partitions_for(t)) for t in {a.topic for a in accepted}}
     open_batches: dict[tuple[str, int], Any] = {}
     pending: list[asyncio.Future[object]] = []
-    for each in accepted:
+    for n, each in enumerate(accepted, start=1):
+        if n % _SLICE == 0:
+            await asyncio.sleep(0)  # let other requests run while a big one is encoded
         key, value = each.key.encode(), cloudevent_value(each, stamp)
         where = (each.topic, partition_for(key, partitions[each.topic]))
         batch = open_batches.get(where)

@@ -19,7 +19,7 @@ Pure: the caller looks up what the intake already knows (:class:`Known`), passes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -92,12 +92,38 @@ def decide(
     inspected: Sequence[Inspected], known: Known, scope: TokenScope, trees: OrgTrees, now: datetime
 ) -> Plan:
     """Judge every item of a request; see the module invariants."""
+    steps = judging(inspected, known, scope, trees, now, step=len(inspected) + 1)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            plan: Plan = done.value
+            return plan
+
+
+def judging(
+    inspected: Sequence[Inspected],
+    known: Known,
+    scope: TokenScope,
+    trees: OrgTrees,
+    now: datetime,
+    *,
+    step: int,
+) -> Generator[None, None, Plan]:
+    """:func:`decide` in slices: pauses after every ``step`` items, returns the plan.
+
+    A caller serving many clients resumes it between other work, so a big request does
+    not hold the others up for its whole judgement."""
     judge = _Judge(known, scope, trees, now)
     results: list[Result | None] = [None] * len(inspected)
     voids = [i for i, x in enumerate(inspected) if x.event is not None and _is_void(x.event)]
     void_set = set(voids)
-    for index in [i for i in range(len(inspected)) if i not in void_set] + voids:
-        results[index] = judge.judge(index, inspected[index])
+    order = [i for i in range(len(inspected)) if i not in void_set] + voids
+    for start in range(0, len(order), step):
+        for index in order[start : start + step]:
+            results[index] = judge.judge(index, inspected[index])
+        if start + step < len(order):
+            yield
     return Plan([r for r in results if r is not None], judge.accepted)
 
 
@@ -328,5 +354,6 @@ __all__ = [
     "StoredEvent",
     "decide",
     "inspect",
+    "judging",
     "lookups",
 ]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.intake.domain.decide import Known, Plan, StoredEvent, decide, inspect, lookups
+from services.intake.domain.decide import Known, Plan, StoredEvent, decide, inspect, judging, lookups
 from services.intake.domain.registry import Attribution, BranchHistory, Placement
 from services.intake.domain.validation import content_hash
 from shared.orgtree import load_org_trees
@@ -269,3 +269,51 @@ def test_one_result_per_item_in_order_and_accepted_means_published(
     accepted_ids = [r.id for r in plan.results if r.status == "accepted"]
     assert accepted_ids == [a.event.id for a in sorted(plan.accepted, key=lambda a: a.index)]
     assert all(r.code is None for r in plan.results if r.status != "rejected")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(item_strategy, max_size=12),
+    st.sampled_from([NATIONAL, QUANG_NINH, LAO_CAI_2025]),
+    st.integers(1, 4),
+)
+def test_judging_in_slices_decides_as_in_one_go(items: list[Any], scope: TokenScope, step: int) -> None:
+    inspected = inspect(items)
+    steps = judging(inspected, QN_BRANCH, scope, TREES, NOW, step=step)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+            pauses += 1
+        except StopIteration as done:
+            sliced: Plan = done.value
+            break
+    whole = decide(inspected, QN_BRANCH, scope, TREES, NOW)
+    assert sliced.results == whole.results
+    assert [a.event.id for a in sliced.accepted] == [a.event.id for a in whole.accepted]
+    assert pauses == max(0, (len(items) - 1) // step)
+
+
+def test_a_branch_moved_within_the_request_counts_under_its_new_parent_from_the_move_on() -> None:
+    """Events of one branch share their attribution within a request until it is registered again."""
+    move = {"branch_id": "B1", "name": "Chi bộ", "kind": "school", "parents": {"legacy": "C02680"}}
+    plan = run(
+        [
+            admitted("B1", time="2024-05-12T09:00:00+07:00"),
+            admitted("B1", time="2024-05-13T09:00:00+07:00"),
+            ev("org.branch_registered", move, time="2024-06-01T00:00:00+07:00"),
+            admitted("B1", time="2024-05-14T09:00:00+07:00"),
+            admitted("B1", time="2024-07-01T09:00:00+07:00"),
+        ],
+        NATIONAL,
+        QN_BRANCH,
+    )
+    assert codes(plan) == ["accepted"] * 5
+    assert [r.province for r in plan.results] == ["P22", "P22", "P10", "P22", "P10"]
+    assert [a.attribution.unit_id for a in plan.accepted] == [
+        "C06901",
+        "C06901",
+        "C02680",
+        "C06901",
+        "C02680",
+    ]
