@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,20 @@ async def _maintain(resources: ServiceResources, ttl: timedelta) -> None:
         await asyncio.sleep(interval)
 
 
+def tune_garbage_collector() -> None:
+    """Freeze what start-up built and run the cyclic collector rarely.
+
+    The state cache keeps ~50,000 candidates of ~40 objects each alive; with the default
+    thresholds a replay triggered a full collection every few batches, each walking them
+    all, and the collector took two thirds of the process's CPU (measured: 6.5 s of
+    9.7 s for 50,000 events). Batches allocate much and free it by reference counting
+    (acyclic), so collecting young objects every 50,000 allocations costs little memory.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
 
@@ -89,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
             for consumer in consumers:
                 consumer.subscribe(broker)
                 readiness.add(f"consumer:{consumer.spec.group_id}", consumer.check)
+            tune_garbage_collector()
             relay.start()
             await broker.start()
             maintenance = asyncio.create_task(_maintain(resources, timedelta(seconds=settings.park_ttl)))
