@@ -149,7 +149,7 @@ class OutboxRelay:
         table: Table,
         service: str,
         *,
-        batch_size: int = 2000,
+        batch_size: int = 5000,
         idle_poll_s: float = 1.0,
     ) -> None:
         self.engine, self.producer, self.table, self.service = engine, producer, table, service
@@ -205,39 +205,55 @@ class OutboxRelay:
     async def publish_once(self) -> int:
         """Publish and delete the next rows in id order; the number published (0: none or not leader)."""
         async with self.engine.begin() as connection:
-            if self.is_postgres and not await connection.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
-            ):
-                return 0
-            query = select(self.table).order_by(self.table.c.id).limit(self.batch_size)
             if self.is_postgres:
-                query = query.with_for_update(skip_locked=True)
-            rows = (await connection.execute(query)).all()
+                driver = await _driver_in_transaction(connection)
+                if not await driver.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
+                    return 0
+                rows = await driver.fetch(self._claim_sql, self.batch_size)
+            else:
+                query = select(self.table).order_by(self.table.c.id).limit(self.batch_size)
+                rows = (await connection.execute(query)).all()
             if rows:
                 await self._publish(rows)
-                await connection.execute(delete(self.table).where(self.table.c.id.in_([r.id for r in rows])))
+                await self._delete(connection, [r[0] for r in rows])
             await self._observe_backlog(connection, len(rows))
         self.published += len(rows)
         return len(rows)
+
+    @property
+    def _claim_sql(self) -> str:
+        return (
+            f"SELECT id, topic, key, value, headers FROM {self.table.name} "
+            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        )
+
+    async def _delete(self, connection: AsyncConnection, ids: list[int]) -> None:
+        """One array parameter on PostgreSQL: SQLAlchemy would render and bind an ``IN`` list of thousands."""
+        if self.is_postgres:
+            driver = await _driver_in_transaction(connection)
+            await driver.execute(f"DELETE FROM {self.table.name} WHERE id = ANY($1::bigint[])", ids)
+            return
+        await connection.execute(delete(self.table).where(self.table.c.id.in_(ids)))
 
     async def _publish(self, rows: Sequence[Any]) -> None:
         """Rows grouped per partition, in id order, as whole batches (``send`` costs ~20 us a message).
 
         Partitions are those of the default partitioner (murmur2 of the key, as the Java
-        client), so a key always lands where any other producer would put it.
+        client), so a key always lands where any other producer would put it. Rows are
+        (id, topic, key, value, headers, ...): asyncpg records or SQLAlchemy rows.
         """
         groups: dict[tuple[str, int], list[Any]] = {}
         for row in rows:
-            groups.setdefault((row.topic, await self._partition(row.topic, row.key)), []).append(row)
+            groups.setdefault((row[1], await self._partition(row[1], row[2])), []).append(row)
         futures = []
         for (topic, partition), members in groups.items():
             batch = self.producer.create_batch()
-            for row in members:
-                headers = _headers(row.headers, f"{self.service}:{row.id}")
-                if batch.append(key=row.key, value=row.value, timestamp=None, headers=headers) is None:
+            for rid, _, key, value, raw, *_ in members:
+                headers = _headers(raw, f"{self.service}:{rid}")
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     futures.append(await self.producer.send_batch(batch, topic, partition=partition))
                     batch = self.producer.create_batch()
-                    batch.append(key=row.key, value=row.value, timestamp=None, headers=headers)
+                    batch.append(key=key, value=value, timestamp=None, headers=headers)
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
