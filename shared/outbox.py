@@ -28,9 +28,8 @@ import random
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -60,9 +59,12 @@ log = get_logger(__name__)
 MESSAGE_ID_HEADER = "message-id"
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    """One message to publish: ``headers`` are (name, text value) pairs."""
+class OutboxMessage(NamedTuple):
+    """One message to publish: ``headers`` are (name, text value) pairs.
+
+    A named tuple: a quota batch builds one per changed tally (~2.5 per event), and a
+    tuple is built in a tenth of a frozen dataclass's time.
+    """
 
     topic: str
     key: bytes | None

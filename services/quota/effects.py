@@ -34,7 +34,7 @@ class Effects:
 
     now: datetime
     sums: Counter[store.KeyTuple] = field(default_factory=Counter)
-    sources: dict[store.KeyTuple, tuple[str, str, str | None]] = field(default_factory=dict)
+    sources: dict[store.KeyTuple, tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=dict)
     rejected: list[tuple[str, str, str, dict[str, Any] | str | None, str | None]] = field(
         default_factory=list
     )
@@ -57,18 +57,17 @@ class Effects:
         self.outcomes[(event_type, "rejected")] += 1
 
     def count(self, decoded: wire.Decoded, sums: Counter[store.KeyTuple]) -> None:
-        recorded = decoded.recorded.isoformat()
+        source = (decoded.id, wire.source_headers(decoded.recorded.isoformat(), decoded.correlation_id))
         for key, n in sums.items():
             if n:
                 self.sums[key] += n
-                self.sources[key] = (decoded.id, recorded, decoded.correlation_id)
+                self.sources[key] = source
 
     async def write(self, connection: AsyncConnection, originals: Mapping[str, dict[str, Any]]) -> None:
         changed = await store.add_to_tallies(connection, self.sums)
         for key, (value, version) in changed.items():
-            source, recorded, correlation = self.sources[key]
-            change = wire.tally_change(key, self.sums[key], value, version, source, recorded, correlation)
-            self.messages.append(change)
+            source, headers = self.sources[key]
+            self.messages.append(wire.tally_change_from(key, self.sums[key], value, version, source, headers))
         await self._write_rejections(connection, originals)
         await enqueue(connection, outbox, self.messages)
 

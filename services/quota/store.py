@@ -59,6 +59,14 @@ def _json(rows: Iterable[Mapping[str, Any]]) -> str:
     return orjson.dumps(list(rows)).decode()
 
 
+async def _driver(connection: AsyncConnection) -> Any:
+    """asyncpg's connection under ``connection``, in its transaction (SQLAlchemy begins lazily)."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():  # type: ignore[union-attr]
+        await connection.execute(text("SELECT 1"))
+    return driver
+
+
 def _upsert(connection: AsyncConnection, table: Any) -> Any:
     return (postgresql.insert if is_postgres(connection) else sqlite.insert)(table)
 
@@ -87,14 +95,12 @@ async def insert_processed(connection: AsyncConnection, rows: Sequence[Mapping[s
     """Rows of ``event_id``, ``digest``, ``candidate_id``, ``event`` (JSON text)."""
     if not rows:
         return
-    if is_postgres(connection):
-        source = recordset({"event_id": "text", "digest": "text", "candidate_id": "text", "event": "text"})
-        await connection.execute(
-            text(
-                "INSERT INTO quota_processed (event_id, digest, candidate_id, event) "
-                f"SELECT event_id, decode(digest, 'hex'), candidate_id, event FROM {source}"
-            ),
-            {"rows": _json({**r, "digest": r["digest"].hex()} for r in rows)},
+    if is_postgres(connection):  # binary COPY: the event text goes as it is, not escaped into JSON
+        driver = await _driver(connection)
+        await driver.copy_records_to_table(
+            "quota_processed",
+            records=[(r["event_id"], r["digest"], r["candidate_id"], r["event"]) for r in rows],
+            columns=("event_id", "digest", "candidate_id", "event"),
         )
         return
     await connection.execute(insert(processed), list(rows))
@@ -248,9 +254,8 @@ async def add_to_tallies(
         return {}
     if is_postgres(connection):
         rows = _json({"b": b, "d": d, "m": m, "c": c, "v": sums[(b, d, m, c)]} for b, d, m, c in keys)
-        driver = (await connection.get_raw_connection()).driver_connection
         # the driver directly, same transaction: SQLAlchemy rows cost ~10 us each here
-        found = await driver.fetch(_PG_TALLY_SQL, rows)  # type: ignore[union-attr]
+        found = await (await _driver(connection)).fetch(_PG_TALLY_SQL, rows)
         return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in found}
     result: dict[KeyTuple, tuple[int, int]] = {}
     for chunk in _chunks(keys, 1000):

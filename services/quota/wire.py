@@ -59,8 +59,9 @@ class Poison:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A valid event: its envelope, typed data, raw JSON and content digest."""
+    """A valid event: its id, envelope, typed data, raw JSON and content digest."""
 
+    id: str  # a field, not a property: read ~10 times per event
     envelope: Envelope
     data: Any
     raw: dict[str, Any]
@@ -68,10 +69,6 @@ class Decoded:
     digest: bytes
     recorded: datetime
     correlation_id: str | None
-
-    @property
-    def id(self) -> str:
-        return self.envelope.id
 
 
 def _header(record: Record, name: str) -> str | None:
@@ -131,7 +128,7 @@ def decode(record: Record, accept: frozenset[str] | None) -> Decoded | Poison:
         return Poison(key, "invalid_schema", _errors(exc), raw, correlation)
     recorded = envelope.recordedtime or datetime.fromtimestamp(record.timestamp / 1000, UTC)
     text = (record.value or b"").decode(errors="replace")
-    return Decoded(envelope, data, raw, text, digest(raw), recorded, correlation)
+    return Decoded(envelope.id, envelope, data, raw, text, digest(raw), recorded, correlation)
 
 
 def candidate_event(decoded: Decoded) -> CandidateEvent:
@@ -183,10 +180,32 @@ def tally_change(
     Headers carry the source event's ``recordedtime`` (end-to-end freshness downstream)
     and its correlation id, when it had one.
     """
+    return tally_change_from(key, delta, value, version, source, source_headers(recorded, correlation_id))
+
+
+def source_headers(recorded: str | None, correlation_id: str | None) -> tuple[tuple[str, str], ...]:
+    """The headers of every tally change a source event causes (built once per event)."""
+    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+    if recorded:
+        headers += (("recordedtime", recorded),)
+    if correlation_id:
+        headers += ((CORRELATION_HEADER, correlation_id),)
+    return headers
+
+
+def tally_change_from(
+    key: tuple[str, date, str, str],
+    delta: int,
+    value: int,
+    version: int,
+    source: str,
+    headers: tuple[tuple[str, str], ...],
+) -> OutboxMessage:
+    """:func:`tally_change` with the source's headers already built (~2.5 changes per event)."""
     branch_id, day, metric, category = key
     body = {
         "branch_id": branch_id,
-        "date": day.isoformat(),
+        "date": day,  # orjson writes a date as YYYY-MM-DD, as isoformat() does
         "metric": metric,
         "category": category,
         "delta": delta,
@@ -194,11 +213,6 @@ def tally_change(
         "version": version,
         "source_event_id": source,
     }
-    headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
-    if recorded:
-        headers += (("recordedtime", recorded),)
-    if correlation_id:
-        headers += ((CORRELATION_HEADER, correlation_id),)
     return OutboxMessage(TALLY_CHANGES, branch_id.encode(), orjson.dumps(body), headers)
 
 

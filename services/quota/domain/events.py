@@ -81,7 +81,8 @@ class CandidateEvent:
     voids: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "type", EventType(self.type))
+        if self.type.__class__ is not EventType:  # the Enum call costs ~1 us per event
+            object.__setattr__(self, "type", EventType(self.type))
         if self.time.utcoffset() is None or self.arrived_at.utcoffset() is None:
             raise ValueError(f"event {self.id}: times must carry an offset")
         missing = [name for name in _NEEDS.get(self.type, ()) if getattr(self, name) is None]
