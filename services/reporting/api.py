@@ -12,10 +12,16 @@ import re
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from services.reporting.api_params import (
+    EXPORT_PARAMETERS,
+    LAGGING_PARAMETERS,
+    ROLLUP_PARAMETERS,
+    UNIT_PATH_SCHEMA,
+)
 from services.reporting.export import CSV_TYPE, XLSX_TYPE, lines, to_csv, to_xlsx
 from services.reporting.metrics import QUERY_SECONDS
 from services.reporting.reads import Question, ReportingReads
@@ -106,24 +112,26 @@ def _asked(request: Request, reads: ReportingReads, question: Question) -> None:
     reads.check_scope(caller_scope(request), question.unit, question.tree)
 
 
-PeriodParam = Annotated[
-    str | None, Query(description="2024, 2024-H1, 2024-Q2, 2024-05, 2024-05-15, A..B, 2020..2025")
+# Read as plain strings so a refusal keeps its contract code; documented in api_params.
+PeriodParam = Annotated[str | None, Query(include_in_schema=False)]
+TreeParam = Annotated[str | None, Query(include_in_schema=False)]
+MetricParam = Annotated[str, Query(include_in_schema=False)]
+CategoryParam = Annotated[str, Query(include_in_schema=False)]
+UnitQuery = Annotated[str, Query(include_in_schema=False)]
+UnitPath = Annotated[
+    str, Path(description="VN, a province, district or commune id", json_schema_extra=UNIT_PATH_SCHEMA)
 ]
-TreeParam = Annotated[
-    str | None, Query(description="legacy or 2025; default: in force on the period's last day")
-]
-MetricParam = Annotated[str, Query(description="admitted, sourced, ..., dropped.<reason>, transferred_in")]
-CategoryParam = Annotated[str, Query(description="all, female or a profile category")]
 
 
 @router.get(
     "/rollups/{unit_id}",
     summary="A unit's figure for a period, its children, targets and attainment",
     responses={200: {"model": RollupOut}, **problem_responses(400, 401, 403, 404)},
+    openapi_extra={"parameters": ROLLUP_PARAMETERS},
 )
 async def get_rollup(
     request: Request,
-    unit_id: str,
+    unit_id: UnitPath,
     period: PeriodParam = None,
     tree: TreeParam = None,
     metric: MetricParam = "admitted",
@@ -140,11 +148,12 @@ async def get_rollup(
     "/lagging",
     summary="Branches under a unit with no admission in the last N full years",
     responses={200: {"model": LaggingOut}, **problem_responses(400, 401, 403, 404)},
+    openapi_extra={"parameters": LAGGING_PARAMETERS},
 )
 async def get_lagging(
     request: Request,
-    unit_id: Annotated[str, Query(description="VN, a province, district or commune id")],
-    years: Annotated[int, Query(description="how many full years back (1..50)")] = 3,
+    unit_id: UnitQuery,
+    years: Annotated[int, Query(include_in_schema=False)] = 3,
     tree: TreeParam = None,
 ) -> Response:
     reads = _reads(request)
@@ -162,12 +171,13 @@ async def get_lagging(
         200: {"content": {CSV_TYPE: {}, XLSX_TYPE: {}}, "description": "The file"},
         **problem_responses(400, 401, 403, 404),
     },
+    openapi_extra={"parameters": EXPORT_PARAMETERS},
 )
 async def get_export(
     request: Request,
-    unit_id: Annotated[str, Query(description="VN, a province, district or commune id")],
+    unit_id: UnitQuery,
     period: PeriodParam = None,
-    format: Annotated[str, Query(description="csv or xlsx")] = "csv",
+    format: Annotated[str, Query(include_in_schema=False)] = "csv",
     tree: TreeParam = None,
     metric: MetricParam = "admitted",
     category: CategoryParam = "all",
