@@ -9,10 +9,11 @@ provinces' subtrees (``403 out_of_scope``).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -28,7 +29,16 @@ from services.reporting.reads import Question, ReportingReads
 from shared.http import Problem, bearer_token, match_token, problem_responses
 from shared.scope import TokenScope
 
-router = APIRouter(prefix="/v1", tags=["reporting"])
+
+async def single_valued(request: Request) -> None:
+    """Refuse a query parameter given twice: every one is single-valued, and taking the last
+    copy silently would answer a question the caller may not have asked."""
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    if repeated := sorted(name for name, n in counts.items() if n > 1):
+        raise Problem(400, "invalid_request", f"given more than once: {', '.join(repeated)}")
+
+
+router = APIRouter(prefix="/v1", tags=["reporting"], dependencies=[Depends(single_valued)])
 NATIONAL_SCOPE = TokenScope(national=True)
 
 

@@ -89,6 +89,9 @@ async def test_refusals_are_problems_with_stable_codes(broker: EmbeddedBroker, d
                 "application/problem+json",
             ), (path, params)
             assert response.json()["code"] == code, (path, params)
+        twice_asked = [("period", "2024"), ("period", "2025")]
+        twice = await service.client.get("/v1/rollups/C06901", params=twice_asked)
+        assert (twice.status_code, twice.json()["code"]) == (400, "invalid_request")
 
 
 async def test_a_unit_unknown_in_the_default_tree_is_read_in_the_other(

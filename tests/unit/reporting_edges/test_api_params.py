@@ -28,13 +28,22 @@ NEAR_MISSES = st.text(alphabet="0123456789-.HhQqx ", max_size=24)
 
 @given(st.from_regex(PERIOD_RE, fullmatch=True))
 def test_a_period_the_pattern_admits_parses_unless_its_range_is_reversed(text: str) -> None:
-    try:
+    left, sep, right = text.partition("..")
+    if sep and _sort_key(right) < _sort_key(left):
+        with pytest.raises(PeriodError, match="ends before it starts"):
+            parse_period(text)
+    else:
         parse_period(text)
-    except PeriodError as error:
-        assert "ends before it starts" in error.detail, (text, error.detail)
 
 
-@given(st.one_of(NEAR_MISSES, st.text(max_size=24), st.from_regex(PERIOD_RE, fullmatch=True).map(lambda t: t + "1")))
+def _sort_key(end: str) -> str:
+    """One end of a range, comparable with another end of the same form (``H``/``Q`` in either case)."""
+    return end.upper()
+
+
+@given(
+    st.one_of(NEAR_MISSES, st.text(max_size=24), st.from_regex(PERIOD_RE, fullmatch=True).map("{}1".format))
+)
 def test_a_period_that_parses_matches_the_pattern(text: str) -> None:
     try:
         parse_period(text)
