@@ -85,6 +85,11 @@ def authorise(
     openapi_extra={"requestBody": openapi.request_body(), "parameters": [openapi.DRY_RUN]},
 )
 async def post_events(request: Request) -> Response:
+    with request.app.state.collector.request():
+        return await _post_events(request)
+
+
+async def _post_events(request: Request) -> Response:
     started = time.perf_counter()
     cid = correlation_id(request)
     echo = {CORRELATION_ID: cid}

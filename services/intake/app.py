@@ -6,7 +6,6 @@ bad ``KETNAP_TOKENS`` entry is a start-up error naming the entry (never the toke
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.intake.api import router
+from services.intake.collector import IdleCollector
 from services.intake.handlers import PUBLISH_TIMEOUT_S, Intake, utc_now
 from services.intake.openapi import with_event_schema
 from services.intake.store import IntakeStore
@@ -37,19 +37,6 @@ def token_scopes(settings: Settings, trees: OrgTrees) -> dict[Scope, TokenScope]
     return parsed
 
 
-def tune_garbage_collector() -> None:
-    """Freeze what start-up built (org trees, models) and collect young objects less often.
-
-    A 5,000-event request allocates hundreds of thousands of short-lived objects; with the
-    defaults the cyclic collector rescans the ~100k long-lived start-up objects again and
-    again and takes a third of the request's CPU. Our garbage is acyclic and freed by
-    reference counting, so collecting rarely costs little memory.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-
-
 def create_app(
     settings: Settings,
     *,
@@ -67,10 +54,11 @@ def create_app(
             assert resources.producer is not None
             store = IntakeStore(resources.engine)
             app.state.intake = Intake(store, resources.producer, trees, publish_timeout_s, clock)
-            tune_garbage_collector()
+            app.state.collector.start()
             try:
                 yield
             finally:
+                app.state.collector.stop()
                 await store.close()
 
     app = create_service_app(
@@ -84,6 +72,7 @@ def create_app(
     )
     app.state.tokens = settings.token_scopes()
     app.state.scopes = scopes
+    app.state.collector = IdleCollector()
     app.include_router(router)
     generated = app.openapi
 
