@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.intake.domain.decide import Accepted
-from services.intake.partition import partition_for
+from services.intake.partition import murmur2_many, partition_of
 from shared.topics import CLOUDEVENTS_CONTENT_TYPE, CORRELATION_HEADER
 
 _SLICE: Final = 1000
@@ -73,11 +73,15 @@ async def _send_batches(
     partitions = {t: sorted(await producer.partitions_for(t)) for t in {a.topic for a in accepted}}
     open_batches: dict[tuple[str, int], Any] = {}
     pending: list[asyncio.Future[object]] = []
-    for n, each in enumerate(accepted, start=1):
+    keys = [a.key.encode() for a in accepted]
+    hashes = murmur2_many(keys)  # all at once: vectorised for a big request
+    for n, (each, key, hashed) in enumerate(zip(accepted, keys, hashes, strict=True), start=1):
         if n % _SLICE == 0:
             await asyncio.sleep(0)  # let other requests run while a big one is encoded
-        key, value = each.key.encode(), cloudevent_value(each, stamp)
-        where = (each.topic, partition_for(key, partitions[each.topic]))
+        value, where = (
+            cloudevent_value(each, stamp),
+            (each.topic, partition_of(hashed, partitions[each.topic])),
+        )
         batch = open_batches.get(where)
         if batch is None or batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
             if batch is not None:

@@ -8,7 +8,7 @@ from aiokafka.partitioner import murmur2 as reference
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.intake.partition import murmur2, partition_for
+from services.intake.partition import murmur2, murmur2_many, partition_for
 
 pytestmark = pytest.mark.unit
 
@@ -30,3 +30,13 @@ def test_known_values_of_the_java_client() -> None:
     assert murmur2(b"foobar") == (-790332482) & 0xFFFFFFFF
     assert murmur2(b"a-little-bit-long-string") == (-985981536) & 0xFFFFFFFF
     assert murmur2(b"") == 275646681
+
+
+@given(st.lists(st.binary(max_size=40), min_size=60, max_size=300))
+def test_hashing_many_keys_at_once_agrees_key_by_key(keys: list[bytes]) -> None:
+    assert murmur2_many(keys) == [reference(k) for k in keys]
+
+
+def test_hashing_many_keys_of_one_length() -> None:
+    keys = [f"cand-{n:012x}".encode() for n in range(1000)]
+    assert murmur2_many(keys) == [reference(k) for k in keys]
