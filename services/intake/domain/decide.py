@@ -147,6 +147,7 @@ class _Judge:
         # provinces per unit. Only successes are kept: a rejection is judged every time.
         self.in_scope: dict[tuple[str, TreeVersion], Attribution] = {}
         self.provinces: dict[tuple[str, TreeVersion], str] = {}
+        self.instants: dict[str, tuple[bool, TreeVersion]] = {}
 
     def judge(self, index: int, each: Inspected) -> Result:
         if each.event is None:
@@ -183,7 +184,8 @@ class _Judge:
         return None
 
     def _admit(self, index: int, each: Inspected, event: Envelope, *, was_pending: bool) -> Accepted:
-        if event.time > self.latest:
+        future, tree = self._instant(each, event.time)
+        if future:
             raise _Rejection("future_time", f"time {event.time.isoformat()} is more than 5 minutes ahead")
         data, kind = event.data, event.type  # dispatch on the type string: isinstance on models is slow
         placement: Placement | None = None
@@ -199,7 +201,7 @@ class _Judge:
             branch_id, attribution = self._void(cast(CandidateVoided, data))
             topic, key = CANDIDATE_EVENTS, _subject(event)
         else:
-            branch_id, attribution = self._candidate(event)
+            branch_id, attribution = self._candidate(event, tree)
             topic, key = CANDIDATE_EVENTS, _subject(event)
         return Accepted(
             index,
@@ -260,7 +262,16 @@ class _Judge:
         self._require(attribution, f"unit {data.unit_id} ({tree})")
         return attribution
 
-    def _candidate(self, event: Envelope) -> tuple[str, Attribution]:
+    def _instant(self, each: Inspected, at: datetime) -> tuple[bool, TreeVersion]:
+        """Is ``at`` too far ahead, and which tree is in force then; memoised by the time as sent
+        (equal strings, equal instants): comparing and hashing aware datetimes is slow."""
+        sent = cast(dict[str, str], each.item)["time"]  # a string: validation refuses anything else
+        known = self.instants.get(sent)
+        if known is None:
+            known = self.instants[sent] = (at > self.latest, tree_at(at))
+        return known
+
+    def _candidate(self, event: Envelope, tree: TreeVersion) -> tuple[str, Attribution]:
         data = event.data
         if event.type == TRANSFERRED:
             moved = cast(CandidateTransferred, data)
@@ -271,7 +282,7 @@ class _Judge:
         history = self._history(branch_id, "branch_id")
         if len(history.placements) > 1:
             return branch_id, self._attribute(branch_id, history, event.time)
-        key = (branch_id, tree_at(event.time))
+        key = (branch_id, tree)
         attribution = self.in_scope.get(key)
         if attribution is None:
             attribution = self.in_scope[key] = self._attribute(branch_id, history, event.time)
