@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
@@ -178,6 +179,15 @@ def create_service_app(
         return Response(body, media_type=content_type)
 
     return app
+
+
+async def single_valued(request: Request) -> None:
+    """Refuse a query parameter given twice (``400 invalid_request``): every parameter of
+    every service is single-valued, and taking one copy silently would answer a question
+    the caller may not have asked. A router dependency: ``dependencies=[Depends(single_valued)]``."""
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    if repeated := sorted(name for name, n in counts.items() if n > 1):
+        raise Problem(400, "invalid_request", f"given more than once: {', '.join(repeated)}")
 
 
 def bearer_token(request: Request) -> str | None:

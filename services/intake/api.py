@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.exc import DBAPIError
 
@@ -27,7 +27,7 @@ from services.intake.handlers import ConcurrentWriters, Intake
 from services.intake.metrics import BATCH_SIZE, REQUEST_SECONDS, observe_plan
 from services.intake.publisher import BrokerUnavailable
 from services.intake.store import DatabaseUnavailable
-from shared.http import Problem, bearer_token, match_token
+from shared.http import Problem, bearer_token, match_token, single_valued
 from shared.logging import get_logger
 from shared.scope import TokenScope
 from shared.settings import Scope
@@ -37,7 +37,7 @@ RETRY_AFTER_S: Final = "5"
 _FLAGS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _CORRELATION_OK = re.compile(r"^[\x21-\x7e]{1,128}$")
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[Depends(single_valued)])
 
 
 def correlation_id(request: Request) -> str:

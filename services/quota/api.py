@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.quota import store
 from services.quota.domain import CATEGORIES, METRICS, CandidateState, Status, attainment_pct
 from services.quota.tables import branches, candidates, rejections, tallies, targets
-from shared.http import Problem, bearer_token, match_token, problem_responses
+from shared.http import Problem, bearer_token, match_token, problem_responses, single_valued
 from shared.orgtree import OrgTrees, TreeVersion, local_date, tree_in_force
 from shared.scope import TokenScope
 from shared.settings import Settings
@@ -156,7 +156,7 @@ def _branch_covered(scope: TokenScope, row: Any | None) -> bool:
     return row.province_legacy in scope.legacy or row.province_2025 in scope.v2025
 
 
-router = APIRouter(prefix="/v1", tags=["quota"])
+router = APIRouter(prefix="/v1", tags=["quota"], dependencies=[Depends(single_valued)])
 
 
 @router.get(

@@ -9,7 +9,6 @@ provinces' subtrees (``403 out_of_scope``).
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -26,17 +25,8 @@ from services.reporting.api_params import (
 from services.reporting.export import CSV_TYPE, XLSX_TYPE, lines, to_csv, to_xlsx
 from services.reporting.metrics import QUERY_SECONDS
 from services.reporting.reads import Question, ReportingReads
-from shared.http import Problem, bearer_token, match_token, problem_responses
+from shared.http import Problem, bearer_token, match_token, problem_responses, single_valued
 from shared.scope import TokenScope
-
-
-async def single_valued(request: Request) -> None:
-    """Refuse a query parameter given twice: every one is single-valued, and taking the last
-    copy silently would answer a question the caller may not have asked."""
-    counts = Counter(name for name, _ in request.query_params.multi_items())
-    if repeated := sorted(name for name, n in counts.items() if n > 1):
-        raise Problem(400, "invalid_request", f"given more than once: {', '.join(repeated)}")
-
 
 router = APIRouter(prefix="/v1", tags=["reporting"], dependencies=[Depends(single_valued)])
 NATIONAL_SCOPE = TokenScope(national=True)

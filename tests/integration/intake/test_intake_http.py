@@ -196,6 +196,22 @@ async def test_dry_run_answers_alike_but_publishes_and_records_nothing(
     assert len(await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {events[0]["id"]})) == 1
 
 
+async def test_a_repeated_query_parameter_is_refused_not_guessed(
+    intake: Served, kafka: EmbeddedBroker
+) -> None:
+    async with intake.client() as client:
+        bid = await registered(client)
+        event = candidate("sourced", bid)
+        response = await client.post(
+            "/v1/events",
+            content=orjson.dumps([event]),
+            params=[("dry_run", "true"), ("dry_run", "false")],
+            headers={"Content-Type": "application/json"},
+        )
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {event["id"]}) == []
+
+
 async def test_scope_three_province_tokens_times_100_foreign_branches(
     intake: Served, kafka: EmbeddedBroker
 ) -> None:

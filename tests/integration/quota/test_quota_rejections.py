@@ -86,6 +86,13 @@ async def test_every_code_reaches_the_topic_and_the_api(broker: EmbeddedBroker, 
         assert {i["id"] for i in page["items"] + rest["items"]} >= {"rj-bad-schema", "cand-rj-x"}
         assert all(i["code"] == "invalid_schema" for i in rest["items"])
         assert rest["next"] is None
+        twice = await quota.client.get(
+            "/v1/rejections", params=[("code", "invalid_schema"), ("code", "id_conflict")]
+        )
+        assert (twice.status_code, twice.json()["code"]) == (
+            400,
+            "invalid_request",
+        )  # not silently one of them
 
         # an expired event is forgotten: sent again after its sourced it counts
         replayed = {k: v for k, v in orphan.items() if k != "recordedtime"}
