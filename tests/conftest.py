@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import text
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.embedded_broker import EmbeddedBroker
 
 TEST_DATABASE_URL = os.environ.get("KETNAP_TEST_DATABASE_URL")
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +77,15 @@ def _drop_test_databases() -> Iterator[None]:
             await _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
     asyncio.run(drop_all())
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = 60.0) -> T:
+    """Poll ``probe`` until it returns something truthy (the service works asynchronously)."""
+    deadline = asyncio.get_running_loop().time() + within
+    last: T | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not reached within {within}s; last probe: {last!r}")

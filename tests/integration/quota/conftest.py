@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
@@ -22,8 +22,6 @@ from shared.settings import Settings
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 from tests.conftest import fresh_database_url
 from tests.integration.quota.feed import encode
-
-T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -74,18 +72,6 @@ async def read_topic(bootstrap: str, topic: str, *, idle_ms: int = 1500) -> list
     finally:
         await consumer.stop()
     return records
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = 60.0) -> T:
-    """Poll ``probe`` until it returns something truthy (the service works asynchronously)."""
-    deadline = asyncio.get_running_loop().time() + within
-    last: T | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached within {within}s; last probe: {last!r}")
 
 
 @dataclass

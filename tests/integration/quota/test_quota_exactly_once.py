@@ -22,8 +22,8 @@ from shared.messages import TallyChange
 from shared.metrics import REDELIVERIES
 from shared.settings import Settings
 from shared.topics import CANDIDATE_EVENTS, TALLY_CHANGES
-from tests.conftest import fresh_database_url
-from tests.integration.quota.conftest import eventually, read_topic, running_quota
+from tests.conftest import eventually, fresh_database_url
+from tests.integration.quota.conftest import read_topic, running_quota
 from tests.integration.quota.feed import expected_tallies, make_feed
 
 pytestmark = pytest.mark.integration

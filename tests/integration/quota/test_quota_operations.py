@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.quota.tables import outbox, tallies
 from shared.db import make_engine
 from shared.embedded_broker import EmbeddedBroker
-from tests.conftest import TEST_DATABASE_URL, fresh_database_url
-from tests.integration.quota.conftest import Quota, eventually, running_quota
+from tests.conftest import TEST_DATABASE_URL, eventually, fresh_database_url
+from tests.integration.quota.conftest import Quota, running_quota
 from tests.integration.quota.feed import (
     VN,
     branch_registered,

@@ -11,8 +11,8 @@ import pytest
 from shared.embedded_broker import EmbeddedBroker
 from shared.messages import Rejection
 from shared.topics import CANDIDATE_EVENTS, REJECTED
-from tests.conftest import fresh_database_url
-from tests.integration.quota.conftest import eventually, publish_raw, read_topic, running_quota
+from tests.conftest import eventually, fresh_database_url
+from tests.integration.quota.conftest import publish_raw, read_topic, running_quota
 from tests.integration.quota.feed import VN, cloudevent
 
 pytestmark = pytest.mark.integration

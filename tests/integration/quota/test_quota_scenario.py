@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from shared.orgtree import load_org_trees, local_date
-from tests.integration.quota.conftest import Quota, eventually
+from tests.conftest import eventually
+from tests.integration.quota.conftest import Quota
 from tests.integration.quota.feed import VN, branch_registered, cloudevent, target_set
 
 pytestmark = pytest.mark.integration

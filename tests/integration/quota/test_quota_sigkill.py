@@ -33,8 +33,8 @@ from shared.db import make_engine
 from shared.embedded_broker import EmbeddedBroker, free_port
 from shared.messages import TallyChange
 from shared.topics import TALLY_CHANGES
-from tests.conftest import fresh_database_url
-from tests.integration.quota.conftest import eventually, publish, read_topic
+from tests.conftest import eventually, fresh_database_url
+from tests.integration.quota.conftest import publish, read_topic
 from tests.integration.quota.feed import chunks, expected_tallies, make_feed
 
 FULL = os.environ.get("KETNAP_RELIABILITY_FULL") == "1"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
@@ -20,9 +20,8 @@ from shared.consumer import SESSION_TIMEOUT_ENV
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import Settings
 from shared.topics import REFERENCE_EVENTS, TALLY_CHANGES
+from tests.conftest import eventually
 from tests.integration.reporting.feed import Tally, encode_change, encode_event
-
-T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +45,6 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = 60.0) -> T:
-    """Poll ``probe`` until it returns something truthy (the service works asynchronously)."""
-    deadline = asyncio.get_running_loop().time() + within
-    last: T | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached within {within}s; last probe: {last!r}")
 
 
 @dataclass

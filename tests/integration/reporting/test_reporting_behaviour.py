@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.embedded_broker import EmbeddedBroker
 from shared.orgtree import load_org_trees
-from tests.integration.reporting.conftest import eventually, running_reporting
+from tests.conftest import eventually
+from tests.integration.reporting.conftest import running_reporting
 from tests.integration.reporting.feed import Ledger, Tally, branch_registered, target_set
 
 pytestmark = pytest.mark.integration

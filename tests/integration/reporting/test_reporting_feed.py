@@ -19,7 +19,8 @@ from aiokafka import AIOKafkaConsumer
 from shared.embedded_broker import EmbeddedBroker
 from shared.messages import RollupDocument
 from shared.topics import ROLLUPS
-from tests.integration.reporting.conftest import eventually, running_reporting
+from tests.conftest import eventually
+from tests.integration.reporting.conftest import running_reporting
 from tests.integration.reporting.feed import Ledger, branch_registered
 
 pytestmark = pytest.mark.integration

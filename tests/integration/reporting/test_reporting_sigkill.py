@@ -28,7 +28,8 @@ from shared.consumer import FAULT_KILL_ENV, SESSION_TIMEOUT_ENV
 from shared.embedded_broker import EmbeddedBroker, free_port
 from shared.orgtree import load_org_trees
 from shared.topics import REFERENCE_EVENTS, TALLY_CHANGES
-from tests.integration.reporting.conftest import eventually, produce
+from tests.conftest import eventually
+from tests.integration.reporting.conftest import produce
 from tests.integration.reporting.feed import (
     Ledger,
     Tally,
