@@ -67,7 +67,7 @@ async def _fresh(
     known = await store.processed_digests(connection, [d.id for d, _ in items])
     fresh = []
     for decoded, event in items:
-        kind = short_type(decoded.envelope.type)
+        kind = short_type(decoded.type)
         seen = known.get(decoded.id)
         if seen is None:
             known[decoded.id] = decoded.digest
@@ -250,7 +250,7 @@ async def _handle_candidates(batch: Batch, cache: StateCache) -> None:
         for rejection in outcome.rejections:
             _reject_outcome(effects, rejection, by_id)
         for decoded, _ in mine:
-            effects.outcomes[(short_type(decoded.envelope.type), _outcome_of(outcome, decoded.id))] += 1
+            effects.outcomes[(short_type(decoded.type), _outcome_of(outcome, decoded.id))] += 1
     clear_ids()
     rows = [candidate_row(s, states[cid][0] + 1 if cid in states else 1) for cid, s in touched.items()]
     await store.insert_processed(

@@ -36,7 +36,7 @@ def _merge_branch(
 ) -> dict[str, Any] | None:
     """The branch row after one registration; None when it changes nothing (older or repeated)."""
     data: BranchRegistered = decoded.data
-    mark = [decoded.envelope.time.isoformat(), decoded.id]
+    mark = [decoded.time.isoformat(), decoded.id]
     registered = orjson.loads(stored["registered"]) if stored else {}
     changed = False
     if _precedes(registered.get("info"), mark):
@@ -140,7 +140,7 @@ async def handle_reference(batch: Batch, org: OrgTrees) -> None:
         if isinstance(item, wire.Poison):
             effects.poison(item)
             continue
-        kind = short_type(item.envelope.type)
+        kind = short_type(item.type)
         if wire.is_branch(item):
             if unknown := _unknown_parent(item.data, org):
                 effects.poison(wire.Poison(item.id, "unknown_unit", unknown, item.raw), kind)

@@ -20,6 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from services.quota.domain import CandidateEvent, EventType, Profile
+from services.quota.plain import CANDIDATE_PREFIX, Plain, plain_candidate
 from shared.consumer import Record
 from shared.events import (
     EVENT_DATA,
@@ -38,12 +39,12 @@ from shared.outbox import OutboxMessage
 from shared.topics import CORRELATION_HEADER, REJECTED, TALLY_CHANGES
 
 SERVICE = "quota"
-CANDIDATE_PREFIX = "vn.ketnap.candidate."
 BRANCH_REGISTERED = "vn.ketnap.org.branch_registered"
 TARGET_SET = "vn.ketnap.target.set"
 
 
 _EVENT_TYPES = {f"{CANDIDATE_PREFIX}{t}": t for t in EventType}  # an Enum call costs ~10 us
+_SHORT_TYPES = frozenset(str(t) for t in EventType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +60,23 @@ class Poison:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A valid event: its id, envelope, typed data, raw JSON and content digest."""
+    """A valid event: envelope fields, typed data, raw JSON and content digest.
 
-    id: str  # a field, not a property: read ~10 times per event
-    envelope: Envelope
+    ``data`` is the model of ``data`` (``shared.events``), or, when ``plain``, the
+    domain fields :func:`services.quota.plain.plain_candidate` read from it.
+    """
+
+    id: str
+    type: str
+    time: datetime
+    subject: str | None
     data: Any
     raw: dict[str, Any]
     text: str
     digest: bytes
     recorded: datetime
     correlation_id: str | None
+    plain: bool = False
 
 
 def _header(record: Record, name: str) -> str | None:
@@ -111,6 +119,8 @@ def decode(record: Record, accept: frozenset[str] | None) -> Decoded | Poison:
         return Poison(
             _record_key(record), "invalid_schema", "not a JSON object", str(raw)[:10_000], correlation
         )
+    if accept is None and (plain := plain_candidate(raw, _SHORT_TYPES)) is not None:
+        return _plain(record, raw, plain, correlation)
     key = str(raw.get("id") or _record_key(record))
     try:
         envelope = Envelope.model_validate(raw)
@@ -128,12 +138,33 @@ def decode(record: Record, accept: frozenset[str] | None) -> Decoded | Poison:
         return Poison(key, "invalid_schema", _errors(exc), raw, correlation)
     recorded = envelope.recordedtime or datetime.fromtimestamp(record.timestamp / 1000, UTC)
     text = (record.value or b"").decode(errors="replace")
-    return Decoded(envelope.id, envelope, data, raw, text, digest(raw), recorded, correlation)
+    e = envelope
+    return Decoded(e.id, e.type, e.time, e.subject, data, raw, text, digest(raw), recorded, correlation)
+
+
+def _plain(record: Record, raw: dict[str, Any], plain: Plain, correlation: str | None) -> Decoded:
+    event_id, subject, short, time, recorded, fields = plain
+    when = recorded or datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    text = (record.value or b"").decode(errors="replace")
+    kind = CANDIDATE_PREFIX + short
+    return Decoded(event_id, kind, time, subject, fields, raw, text, digest(raw), when, correlation, True)
 
 
 def candidate_event(decoded: Decoded) -> CandidateEvent:
     """The domain input of a decoded ``candidate.*`` event; the park clock starts at ``recordedtime``."""
-    e, data = decoded.envelope, decoded.data
+    fields = decoded.data if decoded.plain else _fields(decoded.data)
+    return CandidateEvent(
+        id=decoded.id,
+        candidate_id=str(decoded.subject),
+        type=_EVENT_TYPES[decoded.type],
+        time=decoded.time,
+        arrived_at=decoded.recorded,
+        **fields,
+    )
+
+
+def _fields(data: Any) -> dict[str, Any]:
+    """The domain fields of a validated ``data`` model."""
     fields: dict[str, Any] = {}
     if isinstance(data, CandidateSourced):
         profile = data.profile
@@ -148,14 +179,7 @@ def candidate_event(decoded: Decoded) -> CandidateEvent:
         fields |= {"from_branch_id": data.from_branch_id, "to_branch_id": data.to_branch_id}
     if isinstance(data, CandidateVoided):
         fields["voids"] = data.voids
-    return CandidateEvent(
-        id=e.id,
-        candidate_id=str(e.subject),
-        type=_EVENT_TYPES[e.type],
-        time=e.time,
-        arrived_at=decoded.recorded,
-        **fields,
-    )
+    return fields
 
 
 def is_branch(decoded: Decoded) -> bool:
