@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
+    StringConstraints,
     model_validator,
 )
 
@@ -47,6 +48,8 @@ Identifier = Annotated[
     StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 ]
 UnitId = Annotated[StrictStr, Field(pattern=r"^(VN|P\d{2}|D\d{3}|C\d{5})$")]
+NUL_FREE: Final = StringConstraints(pattern=r"^[^\x00]*$")
+"""Free text may hold anything but NUL, which PostgreSQL text cannot store: refused per event."""
 TreeName = Literal["legacy", "2025"]
 
 
@@ -139,7 +142,7 @@ class Parents(_Strict):
 
 class BranchRegistered(_Strict):
     branch_id: Identifier
-    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200), NUL_FREE]
     kind: BranchKind
     parents: Parents
 
@@ -171,7 +174,7 @@ class BranchOnly(_Strict):
 
 class CandidateAdmitted(_Strict):
     branch_id: Identifier
-    decision_no: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    decision_no: Annotated[StrictStr, Field(min_length=1, max_length=64), NUL_FREE] | None = None
 
 
 class CandidateDropped(_Strict):
@@ -185,8 +188,8 @@ class CandidateTransferred(_Strict):
 
 
 class CandidateVoided(_Strict):
-    voids: Annotated[StrictStr, Field(min_length=1, max_length=256)]
-    reason: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+    voids: Annotated[StrictStr, Field(min_length=1, max_length=256), NUL_FREE]
+    reason: Annotated[StrictStr, Field(min_length=1, max_length=500), NUL_FREE]
 
 
 class TargetSet(_Strict):
@@ -199,7 +202,7 @@ class TargetSet(_Strict):
     value: Annotated[StrictInt, Field(ge=0, le=10_000_000)]
     metric: Metric = "admitted"
     category: Category = "all"
-    source_doc: Annotated[StrictStr, Field(max_length=500)] | None = None
+    source_doc: Annotated[StrictStr, Field(max_length=500), NUL_FREE] | None = None
 
 
 EVENT_DATA: Final[dict[str, type[_Strict]]] = {
@@ -245,8 +248,8 @@ class Envelope(_Strict):
     """
 
     specversion: Literal["1.0"]
-    id: Annotated[StrictStr, Field(min_length=1, max_length=256)]
-    source: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    id: Annotated[StrictStr, Field(min_length=1, max_length=256), NUL_FREE]
+    source: Annotated[StrictStr, Field(min_length=1, max_length=512), NUL_FREE]
     type: Annotated[StrictStr, Field(min_length=1, max_length=128)]
     time: EventTime
     subject: (

@@ -49,8 +49,12 @@ class Effects:
         event: dict[str, Any] | str | None,
         correlation: str | None,
     ) -> None:
-        """``event`` None: the original is looked up in ``quota_processed`` before writing."""
-        self.rejected.append((event_id, code, detail, event, correlation))
+        """``event`` None: the original is looked up in ``quota_processed`` before writing.
+
+        A poison's id or detail may carry NUL (from a record key or a refused id), which
+        PostgreSQL text cannot hold: it becomes U+FFFD so the rejection is stored, not retried forever.
+        """
+        self.rejected.append((_storable(event_id), code, _storable(detail), event, correlation))
 
     def poison(self, poison: wire.Poison, event_type: str = "unknown") -> None:
         self.reject(poison.key, poison.code, poison.detail, poison.event, poison.correlation_id)
@@ -104,3 +108,7 @@ class Effects:
             log.info(
                 "event rejected", event_id=event_id, correlation_id=correlation, code=code, detail=detail
             )
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\ufffd")

@@ -46,7 +46,7 @@ def _time(value: Any) -> datetime | None:
 
 
 def _text(value: Any, longest: int) -> bool:
-    return value.__class__ is str and 0 < len(value) <= longest
+    return value.__class__ is str and 0 < len(value) <= longest and "\x00" not in value  # NUL_FREE
 
 
 def _identifier(value: Any) -> bool:

@@ -196,6 +196,22 @@ async def test_dry_run_answers_alike_but_publishes_and_records_nothing(
     assert len(await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {events[0]["id"]})) == 1
 
 
+async def test_a_nul_character_in_any_text_is_invalid_schema_and_spares_its_neighbours(
+    intake: Served,
+) -> None:
+    """PostgreSQL text cannot hold NUL: it must be refused per event, not fail the batch."""
+    async with intake.client() as client:
+        bid = await registered(client)
+        good = candidate("sourced", bid)
+        bad_id = candidate("sourced", bid, id="nul-\u0000-id")
+        bad_name = branch()
+        bad_name["data"]["name"] = "Chi b\u1ed9 \u0000"
+        bad_reason = {**candidate("voided", bid), "data": {"voids": good["id"], "reason": "typo\u0000"}}
+        response = await post(client, [good, bad_id, bad_name, bad_reason])
+    assert response.status_code == 202
+    assert statuses(response) == ["accepted", "invalid_schema", "invalid_schema", "invalid_schema"]
+
+
 async def test_a_repeated_query_parameter_is_refused_not_guessed(
     intake: Served, kafka: EmbeddedBroker
 ) -> None:

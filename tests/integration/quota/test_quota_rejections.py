@@ -117,3 +117,30 @@ async def test_every_code_reaches_the_topic_and_the_api(broker: EmbeddedBroker, 
             assert isinstance(message.event, dict)
             assert message.event["id"] == event_id
     assert published["cand-rj-x"]["event"] == "{not json"
+
+
+async def test_nul_characters_in_poison_are_rejected_not_stuck(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """PostgreSQL text cannot hold NUL: a poison id, key or body with one is still rejected, and its
+    partition goes on."""
+    bad_id = {**ev("sourced", "cand-nul-1", 0, "nul-\u0000-id")}
+    bad_reason = ev("voided", "cand-nul-1", 1, "nul-reason", voids="x", reason="typo\u0000")
+    url = await fresh_database_url(tmp_path)
+    async with running_quota(broker.bootstrap, url) as quota:
+        await publish_raw(broker.bootstrap, CANDIDATE_EVENTS, b"cand-nul-1", orjson.dumps(bad_id))
+        await publish_raw(broker.bootstrap, CANDIDATE_EVENTS, b"cand-nul-1", orjson.dumps(bad_reason))
+        await publish_raw(broker.bootstrap, CANDIDATE_EVENTS, b"cand-\x00-key", b"{not json\x00")
+        await quota.send([ev("sourced", "cand-nul-1", 0, "nul-after")])
+
+        async def processed_after() -> dict | None:
+            status, body = await quota.get("/v1/candidates/cand-nul-1")
+            return body if status == 200 else None
+
+        await eventually(processed_after)
+
+        async def listed() -> list | None:
+            status, body = await quota.get("/v1/rejections", code="invalid_schema", limit=100)
+            return body["items"] if status == 200 and len(body["items"]) >= 3 else None
+
+        assert len(await eventually(listed)) == 3

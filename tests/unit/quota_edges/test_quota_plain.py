@@ -67,6 +67,7 @@ ODD: list[Any] = [
     "moved_away",
     "not_recognised",
     "bogus",
+    "nul\x00inside",
     "application/json",
     "text/plain",
     "2024-05-12T09:00:00+07:00",
@@ -171,3 +172,21 @@ def test_every_valid_candidate_type_takes_the_fast_path(short: str) -> None:
     decoded = wire.decode(Rec(orjson.dumps(raw)), None)
     assert isinstance(decoded, wire.Decoded)
     assert decoded.plain
+
+
+@pytest.mark.parametrize(
+    ("short", "path"),
+    [(s, ("id",)) for s in sorted(SHORT)]
+    + [("voided", ("data", "reason")), ("voided", ("data", "voids")), ("admitted", ("data", "decision_no"))],
+)
+def test_a_nul_in_free_text_is_refused_on_both_paths(short: str, path: tuple[str, ...]) -> None:
+    """The schema's NUL_FREE rule (PostgreSQL text cannot hold NUL) holds on the fast path too."""
+    raw = valid(short)
+    holder = raw
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = "nul\x00inside"
+    assert plain_candidate(raw, SHORT) is None
+    decoded = wire.decode(Rec(orjson.dumps(raw)), None)
+    assert isinstance(decoded, wire.Poison)
+    assert decoded.code == "invalid_schema"
