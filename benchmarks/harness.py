@@ -81,20 +81,29 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str, float]], str | None]:
+def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str, float]], str | None, float]:
+    """The module's figures over ``repeats`` runs, a note when it could not run, its seconds.
+    A run that fails is noted and the others still count: one broken figure does not lose
+    a whole run's table."""
+    started_module = time.perf_counter()
     try:
         module = importlib.import_module(f"benchmarks.{name}")
     except ModuleNotFoundError as exc:
-        return {}, f"not available: {exc}"
+        return {}, f"not available: {exc}", 0.0
     run: Callable[[bool], dict[str, float]] = module.run
-    runs = []
+    runs, failures = [], []
     for i in range(repeats):
         started = time.perf_counter()
-        runs.append(run(quick))
+        try:
+            runs.append(run(quick))
+        except Exception as exc:  # reported in the table, the other runs and modules go on
+            failures.append(f"run {i + 1} failed: {exc!r}"[:300])
+            print(f"  {name} {failures[-1]}", flush=True)
+            continue
         print(
             f"  {name} run {i + 1}/{repeats} in {time.perf_counter() - started:.1f}s: {runs[-1]}", flush=True
         )
-    return summarise(runs), None
+    return summarise(runs), "; ".join(failures) or None, time.perf_counter() - started_module
 
 
 def verdict(key: str, median: float) -> str:
@@ -113,16 +122,21 @@ def write(results: dict[str, Any]) -> None:
         "",
         f"Machine: {results['machine']['cores']} cores, {results['machine']['memory_gib']} GiB, "
         f"Python {results['machine']['python']}; database: {results['database']}; "
-        f"{'quick' if results['quick'] else 'full'} run, {results['repeats']} runs per figure.",
+        f"{'quick' if results['quick'] else 'full'} run, {results['repeats']} runs per figure "
+        "(column runs: fewer where the module says why).",
         "",
-        "| figure | median | min | max | goal |",
-        "| --- | ---: | ---: | ---: | --- |",
+        f"Suite time: {results['seconds']:,.0f} s ("
+        + ", ".join(f"{m} {t:,.0f} s" for m, t in results["module_seconds"].items())
+        + ").",
+        "",
+        "| figure | median | min | max | runs | goal |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for module, figures in results["figures"].items():
         for key, f in figures.items():
             lines.append(
                 f"| {module}.{key} | {f['median']:,.2f} | {f['min']:,.2f} | {f['max']:,.2f} | "
-                f"{verdict(key, f['median'])} |"
+                f"{f['runs']:g} | {verdict(key, f['median'])} |"
             )
     for module, note in results["notes"].items():
         lines.append(f"\n- {module}: {note}")
@@ -145,15 +159,20 @@ def main(argv: list[str]) -> None:
         "database": database_label(),
         "figures": {},
         "notes": {},
+        "module_seconds": {},
     }
+    started = time.perf_counter()
     for name in only:
         print(f"== {name}", flush=True)
-        figures, note = run_module(name, quick, repeats)
+        figures, note, seconds = run_module(name, quick, repeats)
+        results["module_seconds"][name] = round(seconds, 1)
+        print(f"  {name}: {seconds:.0f} s; suite so far {time.perf_counter() - started:.0f} s", flush=True)
         if figures:
             results["figures"][name] = figures
         if note:
             results["notes"][name] = note
             print(f"  {note}")
+    results["seconds"] = round(time.perf_counter() - started, 1)
     write(results)
     print((RESULTS / "latest.md").read_text())
 

@@ -232,9 +232,9 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
             raise RuntimeError(f"registrations not accepted: {answer[:300]!r}")
         branch_ids = [r["data"]["branch_id"] for r in regs]
         await throughput(client, branch_ids, batches=1, in_flight=1)  # warm-up: connections, plans
-        per_s = await throughput(client, branch_ids, batches=6 if quick else 30, in_flight=3)
+        per_s = await throughput(client, branch_ids, batches=4 if quick else 30, in_flight=3)
         await latency(client, branch_ids, rate=200, seconds=1)  # warm-up
-        latencies = await latency(client, branch_ids, rate=200, seconds=5 if quick else 20)
+        latencies = await latency(client, branch_ids, rate=200, seconds=3 if quick else 20)
     finally:
         client.close()
     return {

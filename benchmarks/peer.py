@@ -471,7 +471,7 @@ def ketnap_replay(events: list[dict[str, Any]]) -> float | None:
 
 
 def run(quick: bool) -> dict[str, float]:
-    n = 10_000 if quick else 200_000
+    n = 5_000 if quick else 200_000
     feed = make_feed(n)
     with broker() as running:
         create_peer_topics(running.bootstrap)

@@ -143,13 +143,13 @@ async def _freshness(bootstrap: str, url: str, rate: int, seconds: float) -> dic
 
 
 def run(quick: bool) -> dict[str, float]:
-    candidates = 13_000 if quick else 53_000  # ~3.8 events each: ~50,000 / ~200,000 events
+    candidates = 6_000 if quick else 53_000  # ~3.8 events each: ~23,000 / ~200,000 events
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         with broker() as running, fresh_database(Path(tmp), "quota_replay") as url:
             figures |= asyncio.run(_replay(running.bootstrap, url, candidates))
         with broker() as running, fresh_database(Path(tmp), "quota_fresh") as url:
-            figures |= asyncio.run(_freshness(running.bootstrap, url, 2000, 5 if quick else 15))
+            figures |= asyncio.run(_freshness(running.bootstrap, url, 2000, 3 if quick else 15))
     return figures
 
 

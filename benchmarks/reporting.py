@@ -2,7 +2,7 @@
 
 A synthetic national year, deterministic for its seed: 100,000 branches over the
 10,035 legacy communes (each with its official 2025 commune), 2,000,000 candidate
-events spread over 2024 in time order (``--quick``: 200,000 events over 37 days,
+events spread over 2024 in time order (``--quick``: 60,000 events over 11 days,
 the same density), each giving one tally change per key it touches (``all``, half
 of them ``female``, some a profile category), as the quota service emits them.
 
@@ -140,7 +140,7 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
         await migrate(engine, "reporting")
         placer = Placer(load_org_trees())
         batch = Settings().consumer_batch
-        events, days = (200_000, 37) if quick else (2_000_000, 366)
+        events, days = (60_000, 11) if quick else (2_000_000, 366)  # quick: the same density
         figures = await load(engine, Folder(placer), events, days, batch)
         if engine.dialect.name == "postgresql":
             async with engine.connect() as connection:
