@@ -135,12 +135,16 @@ class RollupPublisher:
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": FEED_LOCK}
             ):
                 return 0
-            marks = await _claim(connection)
-            if not marks:
+            postgres = is_postgres(connection)
+            seen = await _marks(connection) if postgres else await _claim(connection)
+            if not seen:
                 DIRTY_BACKLOG.set(0)
                 return 0
+            marks = [mark[:3] for mark in seen]
             contents = await self._contents(connection, marks)
             messages, deferred = await self._versioned(connection, contents, now)
+            if postgres:
+                await _clear(connection, seen)
             await upsert(connection, DIRTY, deferred)
             await enqueue(connection, self.outbox, messages)
         ROLLUPS_PUBLISHED.inc(len(messages))
@@ -273,6 +277,32 @@ def _put(content: Content, series: int, unmapped: bool, value: int) -> None:
 def _chunks(values: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
+
+
+async def _marks(connection: AsyncConnection) -> list[Row]:
+    """PostgreSQL: up to `CLAIM` dirty marks with their row version (``xmin``), read without a
+    lock, so folds go on marking while the documents are built (the claim's row locks held
+    every fold waiting for the whole build: seconds per batch during a national year)."""
+    rows = await connection.execute(
+        text(
+            "SELECT tree, unit_id, month, xmin::text FROM reporting_dirty "
+            f"ORDER BY tree, unit_id, month LIMIT {CLAIM}"
+        )
+    )
+    return [(tree, unit_id, int(month), version) for tree, unit_id, month, version in rows]
+
+
+async def _clear(connection: AsyncConnection, seen: Sequence[Row]) -> None:
+    """Delete the marks read by `_marks` that no fold touched since (same ``xmin``: a fold's
+    mark always writes a new row version). A mark re-marked meanwhile stays dirty, so its
+    new counts get their documents next round; one being re-marked by a fold in flight is
+    waited for, then kept. Key order, as the folds lock them: no deadlock."""
+    await connection.execute(
+        text(
+            "DELETE FROM reporting_dirty WHERE tree = :t AND unit_id = :u AND month = :m AND xmin::text = :x"
+        ),
+        [{"t": t, "u": u, "m": m, "x": x} for t, u, m, x in sorted(seen)],
+    )
 
 
 async def _claim(connection: AsyncConnection) -> list[Row]:

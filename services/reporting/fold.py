@@ -74,7 +74,7 @@ DIRTY = Upsert(
     ("tree", "unit_id", "month"),
     ("text", "text", "int4"),
     ("tree", "unit_id", "month"),
-    None,
+    "month = excluded.month",  # a new row version even when marked already: see feed._clear
 )
 ACTIVITY_GEN = Upsert(
     "reporting_activity_gen", ("year", "gen"), ("int2", "int8"), ("year",), "gen = t.gen + excluded.gen"
