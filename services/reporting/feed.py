@@ -102,6 +102,7 @@ class RollupPublisher:
         self.coalesce_s, self.wake, self.clock = coalesce_s, wake, clock
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._after: DocKey | None = None  # PostgreSQL: the last mark of the previous round
         self.published = 0
 
     def start(self) -> None:
@@ -136,15 +137,20 @@ class RollupPublisher:
             ):
                 return 0
             postgres = is_postgres(connection)
-            seen = await _marks(connection) if postgres else await _claim(connection)
+            seen = await _marks(connection, self._after) if postgres else await _claim(connection)
             if not seen:
-                DIRTY_BACKLOG.set(0)
+                if self._after is None:
+                    DIRTY_BACKLOG.set(0)
+                self._after = None
                 return 0
             marks = [mark[:3] for mark in seen]
             contents = await self._contents(connection, marks)
             messages, deferred = await self._versioned(connection, contents, now)
             if postgres:
                 await _clear(connection, seen)
+                # Marks re-marked meanwhile stay; the next round goes on after this one's, so
+                # marks the folds keep touching cannot hold the others back.
+                self._after = marks[-1] if len(marks) >= CLAIM else None
             await upsert(connection, DIRTY, deferred)
             await enqueue(connection, self.outbox, messages)
         ROLLUPS_PUBLISHED.inc(len(messages))
@@ -279,15 +285,17 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
         yield values[start : start + _CHUNK]
 
 
-async def _marks(connection: AsyncConnection) -> list[Row]:
+async def _marks(connection: AsyncConnection, after: DocKey | None) -> list[Row]:
     """PostgreSQL: up to `CLAIM` dirty marks with their row version (``xmin``), read without a
     lock, so folds go on marking while the documents are built (the claim's row locks held
     every fold waiting for the whole build: seconds per batch during a national year)."""
+    where = "WHERE (tree, unit_id, month) > (:t, :u, :m) " if after else ""
     rows = await connection.execute(
         text(
-            "SELECT tree, unit_id, month, xmin::text FROM reporting_dirty "
+            f"SELECT tree, unit_id, month, xmin::text FROM reporting_dirty {where}"
             f"ORDER BY tree, unit_id, month LIMIT {CLAIM}"
-        )
+        ),
+        dict(zip(("t", "u", "m"), after, strict=True)) if after else {},
     )
     return [(tree, unit_id, int(month), version) for tree, unit_id, month, version in rows]
 
