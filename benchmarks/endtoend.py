@@ -43,7 +43,7 @@ TOKEN = "bench-national-token-0123456789abcdef"
 YEAR = 2024
 FRESH_BRANCH = "B-BENCH-FRESH"
 FRESH_COMMUNE = "C00001"
-DRAIN_TIMEOUT_S = 1800
+DRAIN_TIMEOUT_S = 3600  # a national year took ~25 min at 07:48 on 2026-11-22 (from a tenth)
 
 
 @dataclass
