@@ -7,7 +7,7 @@ the same density), each giving one tally change per key it touches (``all``, hal
 of them ``female``, some a profile category), as the quota service emits them.
 
 - ``reporting_fold_per_s``: tally changes folded per second by the service's
-  batch handler path (`Folder.fold`, batches of ``consumer_batch``), on the
+  batch handler path (`Folder.fold`, batches of ``reporting_batch``), on the
   benchmark database (PostgreSQL when one runs on 127.0.0.1:5432, else SQLite);
   the 100,000 registrations are loaded first and not counted.
 - ``query_<unit>_<period>_p50_ms`` / ``_p99_ms``: one rollup answer
@@ -139,7 +139,7 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
     try:
         await migrate(engine, "reporting")
         placer = Placer(load_org_trees())
-        batch = Settings().consumer_batch
+        batch = Settings().reporting_batch
         events, days = (60_000, 11) if quick else (2_000_000, 366)  # quick: the same density
         figures = await load(engine, Folder(placer), events, days, batch)
         if engine.dialect.name == "postgresql":

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     park_ttl: Annotated[int, Field(ge=1)] = 30 * 24 * 3600
     shutdown_grace_s: Annotated[float, Field(gt=0)] = 20.0
     consumer_batch: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    # The reporting consumer's own batch: its cost is aggregate rows, which collapse
+    # (same unit, series and month) the more changes one transaction folds.
+    reporting_batch: Annotated[int, Field(ge=1, le=100_000)] = 20_000
     rollup_coalesce_s: Annotated[float, Field(ge=0)] = 1.0
 
     @model_validator(mode="after")

@@ -72,7 +72,7 @@ def create_app(
                 ConsumerSpec(SERVICE, GROUP, (TALLY_CHANGES, REFERENCE_EVENTS)),
                 ReportingHandler(Folder(placer), outbox),
                 engine,
-                settings,
+                settings.model_copy(update={"consumer_batch": settings.reporting_batch}),
                 after_commit=(relay.wake,),
             )
             checks = SelfCheck(engine, reader, interval_s=selfcheck_interval_s, clock=clock)
