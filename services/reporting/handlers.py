@@ -123,7 +123,7 @@ def _registration(envelope: Envelope, data: BranchRegistered) -> Registration:
 def _target(envelope: Envelope, data: TargetSet) -> Target:
     return Target(
         data.unit_id,
-        target_tree(data.year, data.tree),
+        target_tree(envelope.time, data.tree),
         data.year,
         data.kind,
         data.value,

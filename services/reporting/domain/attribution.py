@@ -3,8 +3,9 @@
 Trees. An event is attributed through the tree in force on its local date
 (`attributed_tree`: `legacy` up to 2025-06-30, `2025` from 2025-07-01). A report
 uses the tree in force on its period's last day unless asked otherwise
-(`report_tree`); a target without a tree means the tree of its year's last day
-(`target_tree`), the same tree a report of that year defaults to.
+(`report_tree`). A target without a tree means the tree in force on its event's
+local date (`target_tree`), the contract's rule for every event, which the intake
+and the quota apply too: one `target.set` is one target in all three services.
 
 Placement [vị trí của chi bộ] of a branch in an asked tree T (`place_branch`):
 1. its registration names a parent known in T: the branch is a child of that unit
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from services.reporting.domain.orgview import (
     NATIONAL_ID,
@@ -43,7 +44,7 @@ from services.reporting.domain.orgview import (
     other_tree,
 )
 from services.reporting.domain.periods import Period
-from shared.orgtree import TreeVersion, tree_in_force
+from shared.orgtree import TreeVersion, local_date, tree_in_force
 
 
 class InvalidTreeError(ValueError):
@@ -70,9 +71,9 @@ def report_tree(period: Period, asked: str | None = None) -> TreeVersion:
     raise InvalidTreeError(asked)
 
 
-def target_tree(year: int, tree: TreeVersion | None = None) -> TreeVersion:
-    """A target's tree: as given, else the tree in force on 31 December of its year."""
-    return tree if tree is not None else tree_in_force(date(year, 12, 31))
+def target_tree(sent: datetime, tree: TreeVersion | None = None) -> TreeVersion:
+    """A target's tree: as given, else the tree in force on the local date its event was sent."""
+    return tree if tree is not None else tree_in_force(local_date(sent))
 
 
 @dataclass(frozen=True, slots=True)

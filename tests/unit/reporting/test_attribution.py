@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given
@@ -55,8 +55,14 @@ def test_report_tree_defaults_to_the_last_day_and_can_be_asked() -> None:
     assert caught.value.code == "invalid_tree"
 
 
-def test_a_target_without_tree_means_the_tree_of_its_years_last_day() -> None:
-    assert (target_tree(2024), target_tree(2025), target_tree(2025, "legacy")) == ("legacy", "2025", "legacy")
+def test_a_target_without_tree_means_the_tree_in_force_when_it_was_sent() -> None:
+    """Finding 6: intake, quota and reporting key such a target in the same tree."""
+    january, july = datetime(2025, 1, 15, tzinfo=UTC), datetime(2025, 7, 2, tzinfo=UTC)
+    assert (target_tree(january), target_tree(july)) == ("legacy", "2025")
+    assert target_tree(july, "legacy") == "legacy"
+    # 2025-06-30T17:00Z is already 1 July in Vietnam: the 2025 tree
+    assert target_tree(datetime(2025, 6, 30, 17, tzinfo=UTC)) == "2025"
+    assert target_tree(datetime(2025, 6, 30, 16, 59, tzinfo=UTC)) == "legacy"
 
 
 def _place(
