@@ -1,7 +1,8 @@
 """HTTP plumbing every service shares: RFC 9457 problems, health, readiness, metrics, auth for reads.
 
 A service builds its FastAPI app with :func:`create_service_app`, which adds
-``/healthz``, ``/readyz``, ``/metrics`` and the problem+json error handlers, so
+``/healthz``, ``/readyz``, ``/metrics``, the topics' AsyncAPI document and JSON
+Schemas (``shared.topic_docs``) and the problem+json error handlers, so
 every error any route raises carries a stable ``code``.
 """
 
@@ -178,6 +179,9 @@ def create_service_app(
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
+    from shared.topic_docs import install_topic_docs  # it builds on this module's problems
+
+    install_topic_docs(app)
     return app
 
 
