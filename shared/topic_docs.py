@@ -54,7 +54,7 @@ def install_topic_docs(app: FastAPI) -> None:  # called by shared.http.create_se
         "/asyncapi.yaml",
         summary="AsyncAPI 3.0 document of every topic ketnap writes",
         response_class=Response,
-        responses={200: {"content": {YAML: {"schema": {"type": "string"}}}}},
+        responses={200: {"content": {YAML: {"schema": {"type": "object"}}}}},
     )
     async def asyncapi() -> Response:
         return Response(asyncapi_document(), media_type=YAML)
