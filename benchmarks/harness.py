@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -81,6 +82,33 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+class LoadWatch:
+    """The machine's 1-minute load average, sampled every few seconds while a module runs:
+    on a small machine a figure taken beside other work is not the service's figure, and
+    the table says so instead of leaving it to be guessed."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.samples: list[float] = []
+        self._every, self._stop = every, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadWatch:
+        self.samples.append(os.getloadavg()[0])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, float]:
+        return {"mean": round(statistics.fmean(self.samples), 1), "max": round(max(self.samples), 1)}
+
+
 def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str, float]], str | None, float]:
     """The module's figures over ``repeats`` runs, a note when it could not run, its seconds.
     A run that fails is noted and the others still count: one broken figure does not lose
@@ -129,6 +157,10 @@ def write(results: dict[str, Any]) -> None:
         + ", ".join(f"{m} {t:,.0f} s" for m, t in results["module_seconds"].items())
         + ").",
         "",
+        f"Load average (1 min) while each module ran, mean/max, on {results['machine']['cores']} cores: "
+        + ", ".join(f"{m} {v['mean']:g}/{v['max']:g}" for m, v in results.get("module_load", {}).items())
+        + " (a load above the cores means other work shared the machine: figures are lower than alone).",
+        "",
         "| figure | median | min | max | runs | goal |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -160,13 +192,20 @@ def main(argv: list[str]) -> None:
         "figures": {},
         "notes": {},
         "module_seconds": {},
+        "module_load": {},
     }
     started = time.perf_counter()
     for name in only:
         print(f"== {name}", flush=True)
-        figures, note, seconds = run_module(name, quick, repeats)
+        with LoadWatch() as load:
+            figures, note, seconds = run_module(name, quick, repeats)
         results["module_seconds"][name] = round(seconds, 1)
-        print(f"  {name}: {seconds:.0f} s; suite so far {time.perf_counter() - started:.0f} s", flush=True)
+        results["module_load"][name] = load.summary()
+        print(
+            f"  {name}: {seconds:.0f} s, load {load.summary()}; suite so far "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         if figures:
             results["figures"][name] = figures
         if note:
