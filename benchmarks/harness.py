@@ -1,9 +1,11 @@
 """Runs every benchmark module several times and writes medians with min and max.
 
-A module exposes ``run(quick: bool) -> dict[str, float]``; each figure is
+A module exposes ``run(quick: bool) -> dict[str, float]`` (or ``run_repeated``, see
+``_runs``); each figure is
 reported as the median of ``repeats`` runs (at least 3) with its min and max,
 together with the machine, the versions and the date, in
-``benchmarks/results/latest.json`` and ``latest.md``.
+``benchmarks/results/latest.json`` and ``latest.md`` (a quick run: ``latest-quick.*``, so
+that it never replaces the full run's table).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -109,6 +111,31 @@ class LoadWatch:
         return {"mean": round(statistics.fmean(self.samples), 1), "max": round(max(self.samples), 1)}
 
 
+Figures = dict[str, float]
+
+
+def _runs(module: Any, quick: bool, repeats: int) -> Iterator[dict[str, float] | Exception]:
+    """Each run's figures, or what failed it. A module offers ``run(quick)``, one setup per run,
+    or ``run_repeated(quick, repeats)``, which yields every run's figures from one setup (its
+    fixed costs, such as starting three services, paid once); if that fails, its later runs go."""
+    repeated: Callable[[bool, int], Generator[Figures]] | None = getattr(module, "run_repeated", None)
+    if repeated is None:
+        for _ in range(repeats):
+            try:
+                yield module.run(quick)
+            except Exception as exc:  # reported in the table, the other runs and modules go on
+                yield exc
+        return
+    figures = repeated(quick, repeats)
+    try:
+        for _, each in zip(range(repeats), figures, strict=False):
+            yield each
+    except Exception as exc:
+        yield exc
+    finally:
+        figures.close()  # its teardown, now: the next module must not share the machine with it
+
+
 def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str, float]], str | None, float]:
     """The module's figures over ``repeats`` runs, a note when it could not run, its seconds.
     A run that fails is noted and the others still count: one broken figure does not lose
@@ -118,19 +145,20 @@ def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str
         module = importlib.import_module(f"benchmarks.{name}")
     except ModuleNotFoundError as exc:
         return {}, f"not available: {exc}", 0.0
-    run: Callable[[bool], dict[str, float]] = module.run
-    runs, failures = [], []
-    for i in range(repeats):
-        started = time.perf_counter()
-        try:
-            runs.append(run(quick))
-        except Exception as exc:  # reported in the table, the other runs and modules go on
-            failures.append(f"run {i + 1} failed: {exc!r}"[:300])
+    runs: list[dict[str, float]] = []
+    failures: list[str] = []
+    started = time.perf_counter()
+    for i, outcome in enumerate(_runs(module, quick, repeats)):
+        if isinstance(outcome, Exception):
+            failures.append(f"run {i + 1} failed: {outcome!r}"[:300])
             print(f"  {name} {failures[-1]}", flush=True)
-            continue
-        print(
-            f"  {name} run {i + 1}/{repeats} in {time.perf_counter() - started:.1f}s: {runs[-1]}", flush=True
-        )
+        else:
+            runs.append(outcome)
+            print(
+                f"  {name} run {i + 1}/{repeats} in {time.perf_counter() - started:.1f}s: {outcome}",
+                flush=True,
+            )
+        started = time.perf_counter()
     return summarise(runs), "; ".join(failures) or None, time.perf_counter() - started_module
 
 
@@ -142,9 +170,13 @@ def verdict(key: str, median: float) -> str:
     return f"{op} {goal:g}: {'met' if met else 'NOT met'}"
 
 
+def _stem(results: dict[str, Any]) -> str:
+    return "latest-quick" if results["quick"] else "latest"
+
+
 def write(results: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (RESULTS / f"{_stem(results)}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     lines = [
         f"# Benchmarks {results['date']}",
         "",
@@ -173,7 +205,7 @@ def write(results: dict[str, Any]) -> None:
     for module, note in results["notes"].items():
         lines.append(f"\n- {module}: {note}")
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), ""]
-    (RESULTS / "latest.md").write_text("\n".join(lines))
+    (RESULTS / f"{_stem(results)}.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str]) -> None:
@@ -213,7 +245,7 @@ def main(argv: list[str]) -> None:
             print(f"  {note}")
     results["seconds"] = round(time.perf_counter() - started, 1)
     write(results)
-    print((RESULTS / "latest.md").read_text())
+    print((RESULTS / f"{_stem(results)}.md").read_text())
 
 
 if __name__ == "__main__":
