@@ -12,7 +12,9 @@ deletes them. Guarantees:
   ``FOR UPDATE SKIP LOCKED`` as well), rows in id order, as whole batches per
   partition (the default partitioner's choice for the key); a row is written after
   the row locks of its effect are held, so per key the id order is the order of the
-  changes;
+  changes. On SQLite the replicas' relays may publish the same rows twice (no
+  leader), never lose one: ids are never reused (``AUTOINCREMENT``), so a relay's
+  delete by id cannot hit rows enqueued after another relay deleted its rows;
 - never blocking the writer: a broker outage only grows the backlog
   (``ketnap_outbox_backlog``); the relay retries at most once per second.
 
@@ -83,6 +85,7 @@ def outbox_table(metadata: MetaData, service: str) -> Table:
         Column("value", LargeBinary, nullable=False),
         Column("headers", Text, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False),
+        sqlite_autoincrement=True,
     )
 
 
