@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,8 +52,7 @@ BRANCHES: Final = Upsert(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class BranchState:
+class BranchState(NamedTuple):
     """What the fold needs of a branch row: its registration's precedence and both placements."""
 
     branch_id: str

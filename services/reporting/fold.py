@@ -35,7 +35,7 @@ from services.reporting.branches import (
 from services.reporting.bulk import Row, Upsert, fetch_keyed, upsert, upsert_versioned
 from services.reporting.domain import BranchRegistration, Target
 from services.reporting.domain.targets import TargetKey
-from services.reporting.placing import TREES, PlacementRow, Placer
+from services.reporting.placing import TREES, PlacementRow, Placer, Plan
 from services.reporting.queries import in_list
 from services.reporting.series import series_of
 from services.reporting.tables import ACTIVITY_PLACES, MONTH_COLUMNS
@@ -128,30 +128,39 @@ class Folder:
     async def fold(self, connection: AsyncConnection, changes: Sequence[Change]) -> FoldOutcome:
         """Apply tally changes: value-based last-write-wins per key on ``version``."""
         outcome = FoldOutcome()
-        latest, arrivals = _latest_per_key(changes)
+        latest, repeated = _latest_per_key(changes)
         if not latest:
             return outcome
         deltas = Deltas()
         branches = await lock_branches(connection, self.placer, [k[0] for k in latest], False, deltas)
-        touched: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+        plans = {branch_id: self._plans(state) for branch_id, state in branches.items()}
+        touched: dict[tuple[str, int], int] = {}
         rows = [(c.branch_id, c.series, c.day, c.value, c.version) for c in latest.values()]
+        add = deltas.add
         for branch_id, series, day, old_value, old_version, applied in await upsert_versioned(
             connection, TALLIES, rows, 3
         ):
-            change = latest[(branch_id, series, day)]
-            _count(arrivals[(branch_id, series, day)], old_version, outcome)
+            key = (branch_id, series, day)
+            change = latest[key]
+            _count(repeated.get(key) or (change.version,), old_version, outcome)
             if not applied:
                 continue
-            touched[(branch_id, day)].append((old_value, change.value))
-            delta = change.value - old_value
+            new_value = change.value
+            day_key = (branch_id, day)
+            touched[day_key] = touched.get(day_key, 0) | _moved(old_value, new_value)
+            delta = new_value - old_value
             if delta:
-                state = branches[branch_id]
-                for row in (state.legacy, state.v2025):
-                    plan = self.placer.plan(row.tree, row.anchor)
-                    deltas.add(plan, row.mapped, series, day, delta)
+                legacy, legacy_mapped, v2025, v2025_mapped = plans[branch_id]
+                add(legacy, legacy_mapped, series, day, delta)
+                add(v2025, v2025_mapped, series, day, delta)
         await self._activity(connection, touched, branches)
         await self._write(connection, deltas)
         return outcome
+
+    def _plans(self, state: BranchState) -> tuple[Plan, bool, Plan, bool]:
+        legacy, v2025 = state.legacy, state.v2025
+        plan = self.placer.plan
+        return plan("legacy", legacy.anchor), legacy.mapped, plan("2025", v2025.anchor), v2025.mapped
 
     async def register(
         self, connection: AsyncConnection, registrations: Sequence[Registration]
@@ -239,18 +248,18 @@ class Folder:
     async def _activity(
         self,
         connection: AsyncConnection,
-        touched: dict[tuple[str, int], list[tuple[int, int]]],
+        touched: dict[tuple[str, int], int],
         branches: dict[str, BranchState],
     ) -> None:
         """Set the day bit when a key became positive; clear it when the branch's day emptied."""
         masks = ActivityMasks()
         maybe_idle: list[tuple[str, int]] = []
-        for (branch_id, day), moves in touched.items():
-            if any(old <= 0 < new for old, new in moves):
+        for (branch_id, day), moved in touched.items():
+            if moved & _ROSE:
                 masks.mark(branch_id, day, True)
-            elif any(new > 0 for _, new in moves):
+            elif moved & _POSITIVE:
                 continue
-            elif any(old > 0 for old, _ in moves):
+            elif moved & _WAS_POSITIVE:
                 maybe_idle.append((branch_id, day))
         if maybe_idle:
             still = {
@@ -288,22 +297,38 @@ class Folder:
 
 
 TallyKey = tuple[str, int, int]
+_ROSE, _POSITIVE, _WAS_POSITIVE = 1, 2, 4
+"""How a (branch, day)'s keys moved in a batch: one rose from <= 0 above 0, one ends above 0,
+one was above 0 (a bit set of each; the activity bit of the day follows from them)."""
+
+
+def _moved(old: int, new: int) -> int:
+    rose = _ROSE if old <= 0 < new else 0
+    return rose | (_POSITIVE if new > 0 else 0) | (_WAS_POSITIVE if old > 0 else 0)
 
 
 def _latest_per_key(changes: Iterable[Change]) -> tuple[dict[TallyKey, Change], dict[TallyKey, list[int]]]:
-    """The highest version per key in the batch, and every version of the key in arrival order."""
+    """The highest version per key in the batch, and every version in arrival order of the keys
+    that came more than once (most come once: no list for them)."""
     latest: dict[TallyKey, Change] = {}
-    arrivals: dict[TallyKey, list[int]] = defaultdict(list)
+    repeated: dict[TallyKey, list[int]] = {}
     for change in changes:
         key = (change.branch_id, change.series, change.day)
-        arrivals[key].append(change.version)
         held = latest.get(key)
-        if held is None or change.version > held.version:
+        if held is None:
             latest[key] = change
-    return latest, arrivals
+            continue
+        versions = repeated.get(key)
+        if versions is None:  # the second arrival: the held change is still the first one
+            repeated[key] = [held.version, change.version]
+        else:
+            versions.append(change.version)
+        if change.version > held.version:
+            latest[key] = change
+    return latest, repeated
 
 
-def _count(versions: list[int], stored: int, outcome: FoldOutcome) -> None:
+def _count(versions: Sequence[int], stored: int, outcome: FoldOutcome) -> None:
     """Count each change as if applied one by one: applied iff above every version before it."""
     highest = stored
     for version in versions:
