@@ -2,9 +2,10 @@
 
 The intake runs as its own process (``python -m ketnap intake``, uvicorn + uvloop), on
 the embedded Tansu broker and a fresh PostgreSQL database (SQLite when there is none),
-exactly as ``ketnap up`` runs it; this process is only the HTTP client, over loopback
-(a minimal keep-alive HTTP/1.1 client, so that the client's CPU does not count against
-the service on a small machine).
+exactly as ``ketnap up`` runs it, with ``KETNAP_INTAKE_WORKERS`` worker processes (the
+setting's default unless the environment sets it; always one on SQLite); this process is
+only the HTTP client, over loopback (a minimal keep-alive HTTP/1.1 client, so that the
+client's CPU does not count against the service on a small machine).
 
 - ``intake_events_per_s``: accepted events per second, from the first request sent to
   the last answer, NDJSON batches of 5,000 new candidate events, a few requests in
@@ -13,6 +14,7 @@ the service on a small machine).
 - ``intake_p50_ms`` / ``intake_p99_ms``: latency of single-event requests sent open
   loop at 200 req/s (a request leaves on schedule whether or not the previous one
   has been answered), measured from the scheduled send time to the answer.
+- ``intake_processes``: the intake's serving processes (its workers, or itself).
 
 ``python -m benchmarks.intake [--quick]`` prints the figures; the harness calls ``run``.
 """
@@ -34,6 +36,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 
 from benchmarks.common import broker, fresh_database, percentile
 from shared.embedded_broker import free_port
@@ -45,8 +48,9 @@ BRANCHES = 500
 
 
 @contextmanager
-def intake_process(bootstrap: str, database_url: str, log: Path) -> Iterator[str]:
-    """``ketnap intake`` in a child process; yields its base URL once it is ready."""
+def intake_process(bootstrap: str, database_url: str, log: Path) -> Iterator[tuple[str, int]]:
+    """``ketnap intake`` in a child process; yields its base URL and its number of serving
+    processes once every one of them has started."""
     port = free_port()
     env = {
         **os.environ,
@@ -62,7 +66,7 @@ def intake_process(bootstrap: str, database_url: str, log: Path) -> Iterator[str
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, child)
-        yield url
+        yield url, _wait_started(child.pid)
     finally:
         child.terminate()
         try:
@@ -84,6 +88,32 @@ def _wait_ready(url: str, child: subprocess.Popen[bytes], timeout: float = 60) -
             pass
         time.sleep(0.2)
     raise TimeoutError("the intake did not become ready")
+
+
+def _wait_started(pid: int, timeout: float = 120) -> int:
+    """The serving processes, once their CPU has stayed idle for a second: the first worker
+    ready answers ``/readyz`` while another may still be starting, and connections made
+    then would all go to the first one."""
+    supervisor = psutil.Process(pid)
+    deadline = time.monotonic() + timeout
+    spent, idle_since = -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        total = sum(_cpu_s(p) for p in (supervisor, *supervisor.children()))
+        if total - spent > 0.02:
+            spent, idle_since = total, time.monotonic()
+        elif time.monotonic() - idle_since >= 1.0:
+            workers = [c for c in supervisor.children() if "spawn_main" in " ".join(c.cmdline())]
+            return len(workers) or 1
+        time.sleep(0.2)
+    raise TimeoutError("the intake's workers did not settle")
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    try:
+        user, system = process.cpu_times()[:2]
+    except psutil.Error:  # a process that has just ended spends nothing more
+        return 0.0
+    return float(user + system)
 
 
 class RawHttp:
@@ -224,7 +254,7 @@ async def latency(client: RawHttp, branch_ids: list[str], rate: float, seconds: 
     return latencies
 
 
-async def measure(url: str, quick: bool) -> dict[str, float]:
+async def measure(url: str, quick: bool, processes: int) -> dict[str, float]:
     client = RawHttp(url, TOKEN)
     try:
         regs = registrations()
@@ -242,6 +272,7 @@ async def measure(url: str, quick: bool) -> dict[str, float]:
         "intake_events_per_s": per_s,
         "intake_p50_ms": percentile(latencies, 50),
         "intake_p99_ms": percentile(latencies, 99),
+        "intake_processes": processes,
     }
 
 
@@ -251,9 +282,9 @@ def run(quick: bool) -> dict[str, float]:
         with (
             broker() as running,
             fresh_database(workdir, "intake") as database_url,
-            intake_process(running.bootstrap, database_url, workdir / "intake.log") as url,
+            intake_process(running.bootstrap, database_url, workdir / "intake.log") as (url, processes),
         ):
-            return asyncio.run(measure(url, quick))
+            return asyncio.run(measure(url, quick, processes))
 
 
 if __name__ == "__main__":

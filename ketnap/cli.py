@@ -36,8 +36,11 @@ def _run_service(name: str) -> None:
 
 @app.command()
 def intake() -> None:
-    """Run the intake service (configured by KETNAP_* environment variables)."""
-    _run_service("intake")
+    """Run the intake service (configured by KETNAP_* environment variables; KETNAP_INTAKE_WORKERS
+    processes on one port)."""
+    from services.intake.workers import run
+
+    run(service_settings("intake"))
 
 
 @app.command()

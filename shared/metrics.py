@@ -2,13 +2,30 @@
 
 Service-specific metrics are declared in the service that owns them, through
 :func:`counter`, :func:`gauge` and :func:`histogram`, which refuse any other prefix.
+
+A service run as several worker processes behind one port (the intake) sets
+``PROMETHEUS_MULTIPROC_DIR`` before any of them starts: each process then writes
+its values there and every ``/metrics`` answer is the sum over the processes,
+whichever of them answers.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 PREFIX: Final = "ketnap_"
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -54,5 +71,10 @@ REDELIVERIES = counter(
 
 
 def exposition() -> tuple[bytes, str]:
-    """The Prometheus text exposition of this process and its content type."""
+    """The Prometheus text exposition of this process (or of all the service's workers) and its
+    content type."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # (docs/reporting.md, Performance), so it stays opt-in.
     reporting_batch: Annotated[int, Field(ge=1, le=100_000)] = 5000
     rollup_coalesce_s: Annotated[float, Field(ge=0)] = 1.0
+    # Intake processes sharing its port (``ketnap intake``): one process is one core, and
+    # a database decides duplicates and id conflicts whatever process asked. SQLite
+    # always gets one (a second process would only queue on its single writer).
+    intake_workers: Annotated[int, Field(ge=1, le=32)] = 2
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -90,6 +94,10 @@ class Settings(BaseSettings):
         ):
             raise ValueError('tokens must be a JSON object {"<token>": ["P22", "legacy:P10", ...]}')
         return {token: tuple(scope) for token, scope in parsed.items()}
+
+    def intake_processes(self) -> int:
+        """How many intake worker processes to run: ``intake_workers``, one on SQLite."""
+        return 1 if self.database_url.startswith("sqlite") else self.intake_workers
 
     def sasl_password(self) -> str | None:
         if self.kafka_sasl_password_file is not None:

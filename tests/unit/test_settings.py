@@ -61,3 +61,11 @@ def test_malformed_tokens_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KETNAP_TOKENS", json.dumps({"t1": "P22"}))
     with pytest.raises(ValueError, match="JSON object"):
         Settings().token_scopes()
+
+
+def test_intake_workers_on_postgresql_and_always_one_on_sqlite() -> None:
+    postgresql = "postgresql+asyncpg://i@db/intake"
+    assert Settings(database_url=postgresql, intake_workers=3).intake_processes() == 3
+    assert Settings(database_url="sqlite+aiosqlite:///i.db", intake_workers=3).intake_processes() == 1
+    with pytest.raises(ValidationError):
+        Settings(intake_workers=0)
