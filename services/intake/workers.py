@@ -38,10 +38,10 @@ _PR_SET_PDEATHSIG: Final = 1
 
 def run(settings: Settings) -> None:
     """Serve the intake until SIGINT/SIGTERM in ``settings.intake_processes()`` processes."""
-    from services.intake.app import create_app
-
     workers = settings.intake_processes()
     if workers == 1:
+        from services.intake.app import create_app
+
         serve(create_app(settings), settings)
         return
     if settings.migrate_on_start:
