@@ -100,6 +100,8 @@ class Batch:
     records: Sequence[Record]
     now: datetime
     callbacks: list[Callable[[], None]] = field(default_factory=list)
+    prepared: Any = None
+    """What ``prepare`` made of these records before the transaction (None: nothing, or a retry)."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction committed (metrics, waking the relay)."""
@@ -107,6 +109,7 @@ class Batch:
 
 
 BatchHandler = Callable[[Batch], Awaitable[None]]
+BatchPreparer = Callable[[Sequence[Record]], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +216,15 @@ class BatchConsumer:
         settings: Settings,
         *,
         after_commit: Sequence[Callable[[], None]] = (),
+        prepare: BatchPreparer | None = None,
     ) -> None:
         self.spec, self.handler, self.engine, self.settings = spec, handler, engine, settings
         self.table = offsets_table(MetaData(), spec.service)
         self.after_commit = tuple(after_commit)
         self.is_postgres = engine.dialect.name == "postgresql"
+        self.prepare = prepare
+        self.overlaps = prepare is not None and self.is_postgres
+        self._in_flight: asyncio.Task[bool] | None = None
         self._busy = asyncio.Lock()
         self._draining = False
         self._abandon = asyncio.Event()
@@ -261,54 +268,101 @@ class BatchConsumer:
         self._draining = True
         if self._failing:
             self._abandon.set()
-        try:
-            await asyncio.wait_for(self._busy.acquire(), self.settings.shutdown_grace_s)
-        except TimeoutError:
+        if not await self._settled():
             log.warning("batch still in flight at shutdown", group=self.spec.group_id)
             self._abandon.set()
-        else:
-            self._busy.release()
 
     async def quiesce(self, revoked: set[TopicPartition]) -> None:
         """Before partitions move: let the batch in flight finish (drop it if it is stuck retrying)."""
         if self._failing:
             self._abandon.set()
-        try:
-            await asyncio.wait_for(self._busy.acquire(), self.settings.shutdown_grace_s)
-        except TimeoutError:
+        if not await self._settled():
             self._abandon.set()
-        else:
-            self._busy.release()
         for tp in revoked:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.spec.service, tp.topic, str(tp.partition))
 
     async def consume(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
-        """Process one batch end to end (called by the subscriber; public for tests)."""
+        """Process one batch end to end (called by the subscriber; public for tests).
+
+        With ``prepare`` on PostgreSQL, pipelined: the batch is prepared while the
+        previous one's transaction runs, then its own transaction is started and this
+        returns before it ends (:meth:`settle` waits for it); transactions and offset
+        commits keep the order of the batches, each starting after the previous ended.
+        SQLite has one writer at a time (the relay's deletes among them): there a batch
+        is prepared and committed in turn.
+        """
         if not records:
             return
         if self._draining:
             _rewind(consumer, records)
             await asyncio.sleep(0.2)  # shutting down: don't spin on the same records
             return
-        async with self._busy:
-            self._abandon.clear()
-            started = time.perf_counter()
-            self.first_batch_at = self.first_batch_at or started
-            committed = await self._commit_with_retries(records)
-            if committed is None:
-                _rewind(consumer, records)
-                return
-            if self._kill_probability and random.random() < self._kill_probability:
-                os._exit(FAULT_EXIT_CODE)  # test hook: die between the database and the offset commit
-            await self._commit_offsets(consumer, records)
-            self._observe(consumer, records, committed, started)
+        prepared = await self._prepared(records)
+        if not self.overlaps:
+            await self._process(consumer, records, prepared)
+            return
+        previous = self._in_flight
+        if previous is not None and not await asyncio.shield(previous):
+            return  # the previous batch was given up and rewound: these records come again
+        if self._draining:
+            _rewind(consumer, records)
+            return
+        self._in_flight = asyncio.create_task(self._process(consumer, records, prepared))
 
-    async def _commit_with_retries(self, records: Sequence[Record]) -> Batch | None:
+    async def settle(self) -> None:
+        """Wait for the batch in flight (pipelined consumption) to be committed or given up."""
+        if self._in_flight is not None:
+            await asyncio.shield(self._in_flight)
+
+    async def _settled(self) -> bool:
+        """Whether the batch in flight ended within ``shutdown_grace_s``."""
+        grace = self.settings.shutdown_grace_s
+        try:
+            if self._in_flight is not None:
+                await asyncio.wait_for(asyncio.shield(self._in_flight), grace)
+            await asyncio.wait_for(self._busy.acquire(), grace)
+        except TimeoutError:
+            return False
+        self._busy.release()
+        return True
+
+    async def _prepared(self, records: Sequence[Record]) -> Any:
+        try:
+            return await self.prepare(records) if self.prepare is not None else None
+        except Exception as exc:  # only a head start: the transaction decides without it
+            log.warning("batch not prepared", group=self.spec.group_id, error=repr(exc))
+            return None
+
+    async def _process(self, consumer: AIOKafkaConsumer, records: Sequence[Record], prepared: Any) -> bool:
+        """One batch's transaction (with retries) and offset commit; False when given up (rewound)."""
+        async with self._busy:
+            try:
+                return await self._commit(consumer, records, prepared)
+            except Exception:  # a defect here must not skip records: fetch them again (the fence dedups)
+                log.exception("batch failed", group=self.spec.group_id)
+                _rewind(consumer, records)
+                return False
+
+    async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[Record], prepared: Any) -> bool:
+        self._abandon.clear()
+        started = time.perf_counter()
+        self.first_batch_at = self.first_batch_at or started
+        committed = await self._commit_with_retries(records, prepared)
+        if committed is None:
+            _rewind(consumer, records)
+            return False
+        if self._kill_probability and random.random() < self._kill_probability:
+            os._exit(FAULT_EXIT_CODE)  # test hook: die between the database and the offset commit
+        await self._commit_offsets(consumer, records)
+        self._observe(consumer, records, committed, started)
+        return True
+
+    async def _commit_with_retries(self, records: Sequence[Record], prepared: Any = None) -> Batch | None:
         attempt = 0
         while True:
             try:
-                batch = await self._transaction(records)
+                batch = await self._transaction(records, prepared if attempt == 0 else None)
             except Exception as exc:  # database down, lock conflict, ...: retry; never skip records
                 attempt += 1
                 self._failing = f"{type(exc).__name__}: {exc}"[:300]
@@ -325,12 +379,12 @@ class BatchConsumer:
             self._failing = None
             return batch
 
-    async def _transaction(self, records: Sequence[Record]) -> Batch:
+    async def _transaction(self, records: Sequence[Record], prepared: Any = None) -> Batch:
         spans = _first_and_last(records)
         async with self.engine.begin() as connection:
             positions = await self._lock_positions(connection, sorted(spans))
             fresh = [r for r in records if r.offset >= positions[(r.topic, r.partition)]]
-            batch = Batch(connection, fresh, datetime.now(UTC))
+            batch = Batch(connection, fresh, datetime.now(UTC), prepared=prepared)
             if fresh:
                 await self.handler(batch)
             moved = {tp: last + 1 for tp, (_, last) in spans.items() if last + 1 > positions[tp]}

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from services.quota.api import Reader, router
 from services.quota.cache import StateCache
 from services.quota.expiry import expire_held_candidates, held_events
-from services.quota.handlers import handle_candidates
+from services.quota.handlers import CandidatePipeline
 from services.quota.reference import handle_reference
 from services.quota.tables import SERVICE, outbox
 from shared.consumer import BatchConsumer, ConsumerSpec, make_broker
@@ -82,14 +82,15 @@ def create_app(settings: Settings) -> FastAPI:
             org = await asyncio.to_thread(load_org_trees)
             app.state.quota_reader = Reader(engine, org, settings)
             relay = OutboxRelay(engine, resources.producer, outbox, SERVICE)
-            cache = StateCache()
+            pipeline = CandidatePipeline(engine, StateCache())
             consumers = (
                 BatchConsumer(
                     ConsumerSpec(SERVICE, CANDIDATE_GROUP, (CANDIDATE_EVENTS,)),
-                    partial(handle_candidates, cache=cache),
+                    pipeline.handle,
                     engine,
                     settings,
                     after_commit=(relay.wake,),
+                    prepare=pipeline.prepare,
                 ),
                 BatchConsumer(
                     ConsumerSpec(SERVICE, REFERENCE_GROUP, (REFERENCE_EVENTS,)),

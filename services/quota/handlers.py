@@ -9,6 +9,14 @@ one replay of the lifecycle (:func:`apply_all`); (5) write processed ids, candid
 rows, tallies (summed per key first, one upsert), rejections and the outbox (one
 tally change per changed key and batch, one message per rejection). A redelivered
 event is found in ``quota_processed`` and changes nothing.
+
+:class:`CandidatePipeline` does steps (1)-(4) for the next batch *before* its
+transaction, while the previous batch's transaction is still in PostgreSQL (the
+consumer overlaps them): states come from that batch's planned writes, the state cache
+or an unlocked read, ids from its planned ids or an unlocked read. The transaction then
+checks what the plan was decided against (the locked versions, the digests it took as
+known; an id it took as new is held by the primary key) and writes it, or, when anything
+moved, decides again in the transaction as above.
 """
 
 from __future__ import annotations
@@ -18,10 +26,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.quota import store, wire
 from services.quota.cache import StateCache
@@ -60,11 +69,11 @@ def _decode_candidates(
     return decoded
 
 
-async def _fresh(
-    connection: AsyncConnection, items: list[tuple[wire.Decoded, CandidateEvent]], effects: Effects
+def _fresh(
+    items: list[tuple[wire.Decoded, CandidateEvent]], known: dict[str, bytes], effects: Effects
 ) -> list[tuple[wire.Decoded, CandidateEvent]]:
-    """Events not taken in before; duplicates counted, ``id_conflict`` rejected."""
-    known = await store.processed_digests(connection, [d.id for d, _ in items])
+    """Events not taken in before (``known``: digests of ids taken in, updated); duplicates
+    counted, ``id_conflict`` rejected."""
     fresh = []
     for decoded, event in items:
         kind = short_type(decoded.type)
@@ -82,10 +91,10 @@ async def _fresh(
 
 
 async def load_states(
-    connection: AsyncConnection, ids: Sequence[str], cache: StateCache
+    connection: AsyncConnection, ids: Sequence[str], cache: StateCache, *, lock: bool = True
 ) -> dict[str, tuple[int, CandidateState]]:
-    """Lock the candidates' rows and return (version, state) of those that exist."""
-    versions = await store.candidate_versions(connection, ids)
+    """(version, state) of the candidates that exist; their rows locked unless ``lock`` is false."""
+    versions = await store.candidate_versions(connection, ids, lock=lock)
     cached = {cid: cache.get(cid, v) for cid, v in versions.items()}
     stored = await store.candidate_states(connection, [cid for cid, s in cached.items() if s is None])
     states = {}
@@ -219,14 +228,72 @@ def _collector_paused() -> Iterator[None]:
 async def handle_candidates(batch: Batch, cache: StateCache) -> None:
     """One batch of ``ketnap.candidate-events`` (see the module docstring)."""
     with _collector_paused():
-        await _handle_candidates(batch, cache)
+        plan = batch.prepared if isinstance(batch.prepared, Plan) else None
+        if plan is None or not await plan.holds(batch):
+            plan = await _decide_in(batch, cache)
+        await _write(batch, plan, cache)
 
 
-async def _handle_candidates(batch: Batch, cache: StateCache) -> None:
+@dataclass
+class Plan:
+    """A batch decided: what it writes, and what it was decided against.
+
+    ``named``: the candidates of the batch (sorted); ``versions``: the version of each of
+    them that has a row, as its state was read; ``known``: the digests of the batch's ids
+    it took as taken in before (every other id it took as new); ``leans_on``: the plan
+    whose writes it took as done (see :class:`CandidatePipeline`); ``kept``: committed as
+    planned.
+    """
+
+    records: int
+    named: list[str]
+    versions: dict[str, int]
+    known: dict[str, bytes]
+    effects: Effects
+    fresh: list[tuple[wire.Decoded, CandidateEvent]]
+    touched: dict[str, CandidateState]
+    rows: list[dict[str, Any]]
+    processed: list[dict[str, Any]]
+    leans_on: Plan | None = None
+    kept: bool = False
+
+    async def holds(self, batch: Batch) -> bool:
+        """Whether the plan still holds in ``batch``'s transaction (locking the candidates' rows).
+
+        An id the plan took as new but taken in meanwhile (by another replica) breaks the
+        primary key of ``quota_processed``: the transaction fails and is decided again.
+        """
+        if len(batch.records) != self.records:  # the fence dropped some: a redelivery
+            return False
+        if self.leans_on is not None and not self.leans_on.kept:
+            return False
+        connection = batch.connection
+        if await store.candidate_versions(connection, self.named) != self.versions:
+            return False
+        return not self.known or await store.processed_digests(connection, list(self.known)) == self.known
+
+
+async def _decide_in(batch: Batch, cache: StateCache) -> Plan:
+    """Decide a batch inside its transaction: the candidates' rows locked, ids read."""
     connection, effects = batch.connection, Effects(batch.now)
     items = _decode_candidates(batch.records, effects)
     states = await load_states(connection, sorted({e.candidate_id for _, e in items}), cache)
-    fresh = await _fresh(connection, items, effects)
+    known = await store.processed_digests(connection, [d.id for d, _ in items])
+    return decide(len(batch.records), items, states, known, effects)
+
+
+def decide(
+    count: int,
+    items: list[tuple[wire.Decoded, CandidateEvent]],
+    states: Mapping[str, tuple[int, CandidateState]],
+    known: dict[str, bytes],
+    effects: Effects,
+) -> Plan:
+    """Apply a batch's decoded events to the candidates' states (no I/O)."""
+    named = sorted({e.candidate_id for _, e in items})
+    versions = {cid: states[cid][0] for cid in named if cid in states}
+    taken = dict(known)
+    fresh = _fresh(items, known, effects)
     by_id = {d.id: d for d, _ in fresh}
     per_candidate: dict[str, list[tuple[wire.Decoded, CandidateEvent]]] = {}
     for decoded, event in fresh:
@@ -236,9 +303,9 @@ async def _handle_candidates(batch: Batch, cache: StateCache) -> None:
     for cid, mine in per_candidate.items():
         cause = mine[-1][0]
         bind_ids(event_id=cause.id, correlation_id=cause.correlation_id)
-        known = states.get(cid)
+        known_state = states.get(cid)
         try:
-            outcome = apply_all(known[1] if known else None, [e for _, e in mine])
+            outcome = apply_all(known_state[1] if known_state else None, [e for _, e in mine])
         except Exception as exc:  # a defect must not block the partition: reject, keep replayable
             log.exception("lifecycle failed", candidate_id=cid)
             for decoded, _ in mine:
@@ -252,21 +319,77 @@ async def _handle_candidates(batch: Batch, cache: StateCache) -> None:
         for decoded, _ in mine:
             effects.outcomes[(short_type(decoded.type), _outcome_of(outcome, decoded.id))] += 1
     clear_ids()
-    rows = [candidate_row(s, states[cid][0] + 1 if cid in states else 1) for cid, s in touched.items()]
-    await store.insert_processed(
-        connection,
-        [
-            {"event_id": d.id, "digest": d.digest, "candidate_id": e.candidate_id, "event": d.text}
-            for d, e in fresh
-            if d.id not in failed
-        ],
-    )
-    await store.save_candidates(connection, rows)
-    await effects.write(connection, {d.id: d.raw for d, _ in fresh})
+    rows = [candidate_row(s, versions[cid] + 1 if cid in versions else 1) for cid, s in touched.items()]
+    processed = [
+        {"event_id": d.id, "digest": d.digest, "candidate_id": e.candidate_id, "event": d.text}
+        for d, e in fresh
+        if d.id not in failed
+    ]
+    batch_ids = {d.id for d, _ in items}
+    assumed = {i: digest for i, digest in taken.items() if i in batch_ids}
+    return Plan(count, named, versions, assumed, effects, fresh, touched, rows, processed)
+
+
+async def _write(batch: Batch, plan: Plan, cache: StateCache) -> None:
+    connection = batch.connection
+    await store.insert_processed(connection, plan.processed)
+    await store.save_candidates(connection, plan.rows)
+    await plan.effects.write(connection, {d.id: d.raw for d, _ in plan.fresh})
 
     def committed() -> None:
-        for row in rows:
-            cache.put(row["candidate_id"], row["version"], touched[row["candidate_id"]])
-        effects.report()
+        plan.kept = True
+        for row in plan.rows:
+            cache.put(row["candidate_id"], row["version"], plan.touched[row["candidate_id"]])
+        plan.effects.report()
 
     batch.after_commit(committed)
+
+
+class CandidatePipeline:
+    """Decides the next batch before its transaction (``prepare``), from the plan before it.
+
+    The consumer calls ``prepare`` while the previous batch's transaction is still
+    running, so that plan's states and ids (not yet committed) stand in for the
+    database's; anything else is read without locks. Nothing here is trusted by the
+    transaction: :meth:`Plan.holds` checks it there, and a plan that took another's
+    writes as done holds only if that one was committed exactly as planned (``kept``).
+    """
+
+    def __init__(self, engine: AsyncEngine, cache: StateCache) -> None:
+        self.engine, self.cache = engine, cache
+        self._last: Plan | None = None
+
+    async def handle(self, batch: Batch) -> None:
+        await handle_candidates(batch, self.cache)
+
+    async def prepare(self, records: Sequence[Record]) -> Plan:
+        with _collector_paused():
+            effects = Effects(datetime.now(UTC))
+            items = _decode_candidates(records, effects)
+            states, known = self._planned(items)
+            leans_on = self._last if states or known else None
+            ids = sorted({e.candidate_id for _, e in items} - states.keys())
+            unknown = [d.id for d, _ in items if d.id not in known]
+            async with self.engine.connect() as connection:
+                states |= await load_states(connection, ids, self.cache, lock=False)
+                known |= await store.processed_digests(connection, unknown)
+            plan = decide(len(records), items, states, known, effects)
+            plan.leans_on = leans_on
+        self._last = plan
+        return plan
+
+    def _planned(
+        self, items: list[tuple[wire.Decoded, CandidateEvent]]
+    ) -> tuple[dict[str, tuple[int, CandidateState]], dict[str, bytes]]:
+        """What the previous plan will have written, for the candidates and ids named."""
+        last = self._last
+        if last is None:
+            return {}, {}
+        planned = {r["candidate_id"]: r["version"] for r in last.rows}
+        states = {
+            e.candidate_id: (planned[e.candidate_id], last.touched[e.candidate_id])
+            for _, e in items
+            if e.candidate_id in planned
+        }
+        taken = {r["event_id"]: r["digest"] for r in last.processed}
+        return states, {d.id: taken[d.id] for d, _ in items if d.id in taken}

@@ -130,8 +130,10 @@ class StoredCandidate:
     state: str
 
 
-async def candidate_versions(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, int]:
-    """Lock the candidates' rows (in id order) and return their versions."""
+async def candidate_versions(
+    connection: AsyncConnection, ids: Sequence[str], *, lock: bool = True
+) -> dict[str, int]:
+    """The candidates' versions; their rows locked (in id order) unless ``lock`` is false."""
     if not ids:
         return {}
     ordered = sorted(ids)
@@ -139,7 +141,8 @@ async def candidate_versions(connection: AsyncConnection, ids: Sequence[str]) ->
         rows = await connection.execute(
             text(
                 "SELECT candidate_id, version FROM quota_candidates "
-                "WHERE candidate_id = ANY(CAST(:ids AS text[])) ORDER BY candidate_id FOR UPDATE"
+                "WHERE candidate_id = ANY(CAST(:ids AS text[])) ORDER BY candidate_id"
+                + (" FOR UPDATE" if lock else "")
             ),
             {"ids": ordered},
         )
