@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import orjson
 import pytest
@@ -71,13 +71,15 @@ def test_a_registration_keeps_both_parents_and_its_precedence() -> None:
     assert found.event_id == event["id"]
 
 
-def test_a_target_without_tree_takes_the_tree_of_its_years_last_day() -> None:
-    found = decode_reference(orjson.dumps(target_set("P22", 2025, "assigned", 40)))
+def test_a_target_without_tree_takes_the_tree_in_force_when_it_was_sent() -> None:
+    """As the intake and the quota key it (finding 6), not by its year."""
+    sent_in_july = datetime(2025, 7, 2, 8, tzinfo=UTC)
+    found = decode_reference(orjson.dumps(target_set("P22", 2025, "assigned", 40, time=sent_in_july)))
     assert isinstance(found, Target)
     assert (found.tree, found.metric, found.category, found.value) == ("2025", "admitted", "all", 40)
-    legacy = decode_reference(orjson.dumps(target_set("P22", 2024, "resolution", 30)))
-    assert isinstance(legacy, Target)
-    assert legacy.tree == "legacy"
+    sent_in_january = decode_reference(orjson.dumps(target_set("P22", 2025, "resolution", 30)))
+    assert isinstance(sent_in_january, Target)
+    assert sent_in_january.tree == "legacy"
 
 
 def test_other_reference_types_are_ignored() -> None:
