@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -22,6 +23,11 @@ from shared.embedded_broker import EmbeddedBroker
 
 TEST_DATABASE_URL = os.environ.get("KETNAP_TEST_DATABASE_URL")
 T = TypeVar("T")
+
+# No per-example deadline: it is a timed assertion, and on a shared 2-core machine a
+# pure example took 350 ms once (period spans). Speed lives in benchmarks/.
+settings.register_profile("ketnap", deadline=None)
+settings.load_profile("ketnap")
 
 
 @pytest.fixture(scope="session")
