@@ -9,7 +9,15 @@ id in both trees). Invariants:
   its provinces of ``t`` or lies below one; it never covers ``VN`` nor an id the
   tree does not have;
 - scopes are read-only values: intake uses them to authorise writes, quota and
-  reporting to authorise reads (a read of a unit is allowed iff ``covers``).
+  reporting to authorise reads (a read of a unit is allowed iff ``covers``);
+- every check of a place against a scope goes through :meth:`TokenScope.holds` (a
+  province of a tree): ``covers`` for units, :func:`admits` for the province a voided
+  event lies in. A place that is not known (None) is never held.
+
+A void of an event the intake has not seen carries the voiding token's scope to the
+quota in the CloudEvents extension ``voidscope`` (:data:`VOID_SCOPE`): the entries of
+:meth:`TokenScope.describe`, space separated (``legacy:P10 2025:P15``); the quota
+applies it only to an event whose place the scope holds (:func:`admits`).
 
 Pure: no I/O, no clock.
 """
@@ -26,6 +34,8 @@ from typing import Final, get_args
 from shared.orgtree import OrgTree, OrgTrees, TreeVersion
 
 NATIONAL: Final = "*"
+VOID_SCOPE: Final = "voidscope"
+"""The CloudEvents extension with the voiding token's scope (lowercase a-z0-9, at most 20 characters)."""
 TREES: Final[tuple[TreeVersion, ...]] = get_args(TreeVersion)
 _ENTRY = re.compile(r"^(?:(?P<tree>legacy|2025):)?(?P<province>P\d{2})$")
 
@@ -61,6 +71,14 @@ class TokenScope:
         """Province ids per tree (empty for a national scope: it needs no list)."""
         return MappingProxyType({"legacy": self.legacy, "2025": self.v2025})
 
+    def holds(self, tree: TreeVersion, province: str | None) -> bool:
+        """Is ``province`` of ``tree`` one of this scope's provinces? Every one for national; None never."""
+        if province is None:
+            return False
+        if self.national:
+            return True
+        return province in (self.legacy if tree == "legacy" else self.v2025)
+
     def covers(self, unit_id: str, tree: TreeVersion, trees: OrgTrees) -> bool:
         """Is ``unit_id`` of ``tree`` inside this scope? False for ids the tree does not have."""
         org = trees[tree]
@@ -70,13 +88,54 @@ class TokenScope:
             return True
         if unit_id == "VN":
             return False
-        return province_of(org, unit_id) in (self.legacy if tree == "legacy" else self.v2025)
+        return self.holds(tree, province_of(org, unit_id))
 
     def describe(self) -> list[str]:
         """A loggable, token-free description: ``["*"]`` or ``["legacy:P10", "2025:P15", ...]``."""
         if self.national:
             return [NATIONAL]
         return [f"{tree}:{p}" for tree in TREES for p in sorted(self.provinces[tree])]
+
+
+def void_scope(scope: TokenScope) -> str:
+    """The ``voidscope`` value of a scope: its entries, tree-qualified, space separated."""
+    return " ".join(scope.describe())
+
+
+def parse_void_scope(value: str) -> tuple[str, ...]:
+    """A ``voidscope`` value as the canonical entries of its scope (ValueError if malformed).
+
+    Any ``KETNAP_TOKENS`` grammar is read (``P22`` is that id in both trees), so the
+    result is tree-qualified and sorted as :meth:`TokenScope.describe` writes it; an
+    empty value is a scope of no province (it holds nothing).
+    """
+    if not isinstance(value, str):
+        raise ValueError("voidscope must be a string of scope entries")
+    return tuple(TokenScope.parse(value.split()).describe())
+
+
+def admits(entries: Iterable[str], place: str | None) -> bool:
+    """Does the scope written as ``entries`` hold ``place``, a province of a tree as ``<tree>:P..``?
+
+    The quota's test for a ``voidscope`` void: ``place`` is where the voided event lies
+    (:func:`place`), None when that is not known (then never).
+    """
+    if place is None:
+        return False
+    parsed = _parse_entry(place)
+    if parsed is None or len(parsed[0]) != 1:
+        return False
+    (tree,), province = parsed
+    return TokenScope.parse(entries).holds(tree, province)
+
+
+def place(tree: TreeVersion, province: str) -> str:
+    """Where an event lies, as :func:`admits` reads it: ``legacy:P10``."""
+    return f"{tree}:{province}"
+
+
+UNPLACED: Final = "unplaced"
+"""The place of an event looked up and found in no province: no scope holds it."""
 
 
 @lru_cache(maxsize=1 << 16)

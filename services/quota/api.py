@@ -153,7 +153,7 @@ def _branch_covered(scope: TokenScope, row: Any | None) -> bool:
         return True
     if row is None:
         return False
-    return row.province_legacy in scope.legacy or row.province_2025 in scope.v2025
+    return scope.holds("legacy", row.province_legacy) or scope.holds("2025", row.province_2025)
 
 
 router = APIRouter(prefix="/v1", tags=["quota"], dependencies=[Depends(single_valued)])
