@@ -25,7 +25,12 @@ from pydantic import (
     model_validator,
 )
 
+from shared.scope import parse_void_scope
+
 TYPE_PREFIX: Final = "vn.ketnap."
+VOIDED: Final = "vn.ketnap.candidate.voided"
+VOID_SCOPE_PATTERN: Final = r"^\s*(?:(?:\*|(?:(?:legacy|2025):)?P\d{2})(?:\s+|$))*$"
+"""What a ``voidscope`` looks like, for the JSON Schema (the model reads it with ``shared.scope``)."""
 
 
 def _iso_string_only(value: object) -> object:
@@ -34,6 +39,12 @@ def _iso_string_only(value: object) -> object:
         return value
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 date-time string with an offset")
+    return value
+
+
+def _void_scope(value: str) -> str:
+    """A ``voidscope`` must read as token scope entries (``legacy:P10 2025:P15``)."""
+    parse_void_scope(value)
     return value
 
 
@@ -244,7 +255,10 @@ class Envelope(_Strict):
     """The CloudEvents 1.0 envelope in structured mode, ``data`` not yet typed.
 
     ``recordedtime`` is the extension the intake adds when it accepts an event;
-    providers may not set it (it is rejected on the way in).
+    ``voidscope`` the one it adds to a province's ``candidate.voided`` of an event it
+    has not seen (the voiding token's provinces, ``shared.scope``). Providers may set
+    neither (the intake rejects them on the way in); on the topics ``voidscope`` is
+    only valid on a void and in the token grammar.
     """
 
     specversion: Literal["1.0"]
@@ -259,11 +273,30 @@ class Envelope(_Strict):
     datacontenttype: Literal["application/json"] | None = None
     data: dict[str, Any]
     recordedtime: EventTime | None = None
+    voidscope: (
+        Annotated[
+            StrictStr,
+            Field(
+                max_length=4096,
+                description=(
+                    "Set by the intake on a candidate.voided of an event it had not seen, sent with a "
+                    "province token: that token's provinces, space separated (`legacy:P10 2025:P15`). "
+                    "The quota applies the void only to an event lying in them, else rejects it "
+                    "`out_of_scope`. Refused from clients."
+                ),
+                json_schema_extra={"pattern": VOID_SCOPE_PATTERN},
+            ),
+            AfterValidator(_void_scope),
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _candidate_needs_subject(self) -> Envelope:
         if is_candidate_type(self.type) and self.subject is None:
             raise ValueError("candidate events need 'subject' (the pseudonymous candidate id)")
+        if self.voidscope is not None and self.type != VOIDED:
+            raise ValueError(f"voidscope: only a {VOIDED} carries it")
         return self
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from shared.events import EVENT_DATA, Envelope, short_type
+from shared.events import EVENT_DATA, VOIDED, Envelope, short_type
 from shared.messages import Rejection, RollupDocument, TallyChange
 
 
@@ -22,6 +22,8 @@ def event_schema(event_type: str, data_model: type[BaseModel]) -> dict[str, Any]
     data = data_model.model_json_schema(by_alias=True)
     defs = {**envelope.pop("$defs", {}), **data.pop("$defs", {})}
     envelope["properties"]["type"] = {"const": event_type, "title": "Type", "type": "string"}
+    if event_type != VOIDED:  # the intake's extension of a void only (refused elsewhere)
+        envelope["properties"].pop("voidscope")
     envelope["properties"]["data"] = data
     envelope["title"] = event_type
     if defs:

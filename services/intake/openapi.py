@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake.body import MAX_EVENTS, NDJSON
-from services.intake.domain.validation import EVENT_ADAPTER
+from services.intake.domain.validation import EVENT_ADAPTER, INTAKE_EXTENSIONS
 from shared.http import PROBLEM_JSON, problem_responses
 
 CONTRACT_EXAMPLE: Final[dict[str, Any]] = {
@@ -103,12 +103,14 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def event_schema() -> dict[str, Any]:
-    """JSON Schema of one incoming event (no ``recordedtime``: the intake adds it), refs inlined."""
+    """JSON Schema of one incoming event, refs inlined; no ``recordedtime`` nor ``voidscope``: the
+    intake adds those extensions itself and refuses them from a client."""
     raw = EVENT_ADAPTER.json_schema()
     defs = raw.pop("$defs", {})
     for name, definition in defs.items():
         if name.startswith("Event_"):
-            definition["properties"].pop("recordedtime", None)
+            for extension in INTAKE_EXTENSIONS:
+                definition["properties"].pop(extension, None)
     schema: dict[str, Any] = _inline(raw, defs)
     return schema
 

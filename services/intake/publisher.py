@@ -1,7 +1,8 @@
 """Publishing accepted events to Kafka in CloudEvents structured mode (CONTRACT §4).
 
 Invariants: the value is the event exactly as received plus the ``recordedtime``
-extension; the key is the candidate id (``subject``) for candidate events, the
+extension (and ``voidscope`` on a province's void of an event the intake has not
+seen, :mod:`shared.scope`); the key is the candidate id (``subject``) for candidate events, the
 ``branch_id`` or ``unit_id`` for reference events; headers carry
 ``content-type: application/cloudevents+json`` and the ``correlation-id``. All
 of a request's messages are handed to the producer first and their acks awaited
@@ -21,6 +22,7 @@ from aiokafka.errors import KafkaError
 
 from services.intake.domain.decide import Accepted
 from services.intake.partition import murmur2_many, partition_of
+from shared.scope import VOID_SCOPE
 from shared.topics import CLOUDEVENTS_CONTENT_TYPE, CORRELATION_HEADER
 
 _SLICE: Final = 1000
@@ -36,6 +38,8 @@ def rfc3339_utc(instant: datetime) -> str:
 
 
 def cloudevent_value(accepted: Accepted, recorded: str) -> bytes:
+    if accepted.void_scope is not None:
+        return orjson.dumps({**accepted.item, "recordedtime": recorded, VOID_SCOPE: accepted.void_scope})
     return orjson.dumps({**accepted.item, "recordedtime": recorded})
 
 

@@ -14,7 +14,11 @@ Pure: the caller looks up what the intake already knows (:class:`Known`), passes
 - the order of checks is: schema and type, id, ``future_time``, references
   (``unknown_branch``, ``unknown_unit``), scope (``out_of_scope``);
 - voids are judged after every other event of the request, so a void may name an
-  event sent later in the same request.
+  event sent later in the same request;
+- a void of an event the intake has not seen is accepted from any token; unless the
+  token is national it is published with the token's scope (``voidscope``), and the
+  quota applies it only to an event that scope holds. A void of a known event is
+  authorised through that event and carries no scope.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from shared.events import (
     short_type,
 )
 from shared.orgtree import OrgTrees, TreeVersion
-from shared.scope import TokenScope, province_of
+from shared.scope import TokenScope, province_of, void_scope
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 
 
@@ -189,6 +193,7 @@ class _Judge:
             raise _Rejection("future_time", f"time {event.time.isoformat()} is more than 5 minutes ahead")
         data, kind = event.data, event.type  # dispatch on the type string: isinstance on models is slow
         placement: Placement | None = None
+        void_scope: str | None = None
         if kind == REGISTERED:
             registered = cast(BranchRegistered, data)
             placement, attribution = self._registration(event, registered)
@@ -198,7 +203,7 @@ class _Judge:
             attribution = self._target(event, target)
             topic, key, branch_id = REFERENCE_EVENTS, target.unit_id, None
         elif kind == VOIDED:
-            branch_id, attribution = self._void(cast(CandidateVoided, data))
+            branch_id, attribution, void_scope = self._void(cast(CandidateVoided, data))
             topic, key = CANDIDATE_EVENTS, _subject(event)
         else:
             branch_id, attribution = self._candidate(event, tree)
@@ -214,6 +219,7 @@ class _Judge:
             attribution,
             placement,
             was_pending,
+            void_scope,
         )
 
     def _remember(self, accepted: Accepted) -> None:
@@ -296,21 +302,25 @@ class _Judge:
         self._require(attribution, f"branch {branch_id} ({attribution.unit_id}, {attribution.tree})")
         return attribution
 
-    def _void(self, data: CandidateVoided) -> tuple[str | None, Attribution]:
+    def _void(self, data: CandidateVoided) -> tuple[str | None, Attribution, str | None]:
         """A void is authorised through the event it voids when the intake knows it.
 
         One the intake has not seen yet is accepted for any token: the contract holds a
         void that arrives before its event (late, out-of-order batches), and the quota
         applies a void only within the candidate its ``subject`` names, when the voided
-        event of that same candidate arrives."""
+        event of that same candidate arrives. Its third value is the ``voidscope`` to
+        publish it with: the token's provinces, so that the quota applies it only to an
+        event lying in them (a province must not void another province's event by
+        guessing its id); None for a national token or a known target."""
         target = self.accepted_here.get(data.voids)
         stored = self.known.events.get(data.voids)
         if target is None and stored is not None and stored.attribution is not None:
             target = (stored.branch_id, stored.attribution)
         if target is None:
-            return None, Attribution("VN", "2025")
+            scope = None if self.scope.national else void_scope(self.scope)
+            return None, Attribution("VN", "2025"), scope
         self._require(target[1], f"voided event {data.voids}")
-        return target
+        return target[0], target[1], None
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -77,7 +77,10 @@ class Result:
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 µs per event
 class Accepted:
-    """An event to publish, with what the store records for it."""
+    """An event to publish, with what the store records for it.
+
+    ``void_scope``: the ``voidscope`` extension to publish it with (a province's void of an
+    event the intake has not seen), else None."""
 
     index: int
     item: dict[str, object]
@@ -89,6 +92,7 @@ class Accepted:
     attribution: Attribution
     placement: Placement | None
     was_pending: bool
+    void_scope: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

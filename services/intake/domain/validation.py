@@ -6,7 +6,8 @@ Invariants:
 - ``unknown_type`` means the envelope names a ``type`` (a string) outside the closed
   set of CONTRACT §2; everything else that is malformed is ``invalid_schema``,
   including unknown fields (no names, birth dates or ID numbers can slip in) and a
-  provider-set ``recordedtime`` (the intake adds that extension itself);
+  provider-set ``recordedtime`` or ``voidscope`` (the intake adds those extensions
+  itself: a client-set ``voidscope`` could claim a scope its token does not have);
 - the content hash is SHA-256 of the canonical JSON of the item as received
   (keys sorted, no whitespace): two items have the same content iff same hash.
 """
@@ -21,10 +22,13 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
 from shared.events import EVENT_DATA, Envelope
+from shared.scope import VOID_SCOPE
 
 INVALID_SCHEMA: Final = "invalid_schema"
 UNKNOWN_TYPE: Final = "unknown_type"
 _MAX_DETAIL_ERRORS: Final = 5
+INTAKE_EXTENSIONS: Final = ("recordedtime", VOID_SCOPE)
+"""CloudEvents extensions only the intake sets; an event that carries one is refused."""
 
 
 def _typed_envelope(event_type: str, data_model: type[Any]) -> type[Envelope]:
@@ -65,8 +69,9 @@ def validate_item(item: object) -> Envelope | Refusal:
         return Refusal(INVALID_SCHEMA, f"line {item.line} is not JSON: {item.reason}")
     if not isinstance(item, dict):
         return Refusal(INVALID_SCHEMA, f"an event must be a JSON object, not {_json_kind(item)}")
-    if "recordedtime" in item:
-        return Refusal(INVALID_SCHEMA, "recordedtime: set by the intake, must not be sent")
+    for extension in INTAKE_EXTENSIONS:
+        if extension in item:
+            return Refusal(INVALID_SCHEMA, f"{extension}: set by the intake, must not be sent")
     try:
         return EVENT_ADAPTER.validate_python(item)
     except ValidationError as invalid:

@@ -13,6 +13,7 @@ from shared.embedded_broker import EmbeddedBroker
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 from tests.integration.intake.conftest import (
     LAO_CAI_LEGACY,
+    NATIONAL,
     QUANG_NINH,
     Served,
     branch,
@@ -90,6 +91,55 @@ async def test_same_events_again_are_duplicates_answered_200(intake: Served, kaf
     assert (again.status_code, statuses(again)) == (200, ["duplicate", "duplicate"])
     assert again.json()["duplicates"] == 2
     assert len(await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {e["id"] for e in events})) == 2
+
+
+async def test_a_provincial_void_of_an_unseen_event_is_published_with_the_tokens_scope(
+    intake: Served, kafka: EmbeddedBroker
+) -> None:
+    """Finding 9: the quota applies it only to an event lying in those provinces."""
+    async with intake.client() as client:
+        bid = await registered(client)
+        seen = candidate("admitted", bid)
+        assert (await post(client, seen)).status_code == 202
+
+    def void(target: str) -> dict[str, Any]:
+        return event("candidate.voided", {"voids": target, "reason": "typo"}, subject="cand-void-1")
+
+    sent = {
+        "unseen, Lào Cai": (void("never-seen-1"), LAO_CAI_LEGACY, "legacy:P10"),
+        "unseen, Quảng Ninh": (void("never-seen-2"), QUANG_NINH, "legacy:P22 2025:P22"),
+        "unseen, national": (void("never-seen-3"), NATIONAL, None),
+        "seen, Quảng Ninh": (void(seen["id"]), QUANG_NINH, None),  # authorised through the event
+    }
+    for doc, token, _ in sent.values():
+        async with intake.client(token) as client:
+            response = await post(client, doc)
+        assert (response.status_code, statuses(response)) == (202, ["accepted"])
+    records = await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {d["id"] for d, _, _ in sent.values()})
+    published = {orjson.loads(r.value)["id"]: orjson.loads(r.value) for r in records}
+    for name, (doc, _, scope) in sent.items():
+        value = published[doc["id"]]
+        assert value.get("voidscope") == scope, name
+        assert {k: v for k, v in value.items() if k not in ("recordedtime", "voidscope")} == doc
+
+
+@pytest.mark.parametrize("token", [LAO_CAI_LEGACY, NATIONAL])
+async def test_a_client_sent_voidscope_is_refused_and_published_nowhere(
+    intake: Served, kafka: EmbeddedBroker, token: str
+) -> None:
+    """Only the intake sets it: a client could otherwise claim any province's scope."""
+    forged = event(
+        "candidate.voided", {"voids": "x-1", "reason": "typo"}, subject="cand-void-2", voidscope="P22"
+    )
+    async with intake.client(token) as client:
+        response = await post(client, forged)
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    assert result["error"] == {
+        "code": "invalid_schema",
+        "detail": "voidscope: set by the intake, must not be sent",
+    }
+    assert await read_topic(kafka.bootstrap, CANDIDATE_EVENTS, {forged["id"]}, settle_s=0.5) == []
 
 
 def _future() -> str:

@@ -6,6 +6,7 @@ import itertools
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -213,6 +214,45 @@ def test_voids_are_authorised_through_the_voided_event() -> None:
     assert codes(plan) == ["accepted", "out_of_scope", "accepted"]
     assert plan.accepted[0].branch_id == "B1"
     assert codes(run(voids, NATIONAL, Known(stored))) == ["accepted", "accepted", "accepted"]
+
+
+def test_a_provincial_void_of_an_unseen_event_carries_the_tokens_scope() -> None:
+    """The quota applies it only to an event lying in those provinces (finding 9)."""
+    unseen = ev("candidate.voided", {"voids": "never-seen", "reason": "typo"})
+    scopes = {
+        QUANG_NINH: "legacy:P22 2025:P22",
+        LAO_CAI_LEGACY: "legacy:P10",
+        LAO_CAI_2025: "2025:P15",
+        TokenScope.parse(["legacy:P10", "legacy:P15", "2025:P15"]): "legacy:P10 legacy:P15 2025:P15",
+        NATIONAL: None,
+    }
+    for scope, expected in scopes.items():
+        plan = run([unseen], scope)
+        assert codes(plan) == ["accepted"]
+        assert plan.accepted[0].void_scope == expected
+
+
+def test_a_void_of_a_known_event_carries_no_scope() -> None:
+    ours = admitted()
+    stored = {ours["id"]: StoredEvent(content_hash(ours), True, "B1", Attribution("C06901", "legacy"))}
+    void = ev("candidate.voided", {"voids": ours["id"], "reason": "typo"})
+    assert run([void], QUANG_NINH, Known(stored, QN_BRANCH.branches)).accepted[0].void_scope is None
+    later = admitted()
+    same_request = run(
+        [ev("candidate.voided", {"voids": later["id"], "reason": "x"}), later], QUANG_NINH, QN_BRANCH
+    )
+    assert [a.void_scope for a in same_request.accepted] == [None, None]
+
+
+def test_the_scope_is_published_as_the_voidscope_extension() -> None:
+    from services.intake.publisher import cloudevent_value
+
+    unseen = ev("candidate.voided", {"voids": "never-seen", "reason": "typo"})
+    [accepted] = run([unseen], LAO_CAI_LEGACY).accepted
+    value = orjson.loads(cloudevent_value(accepted, "2026-03-01T03:00:00.000000Z"))
+    assert value == {**unseen, "recordedtime": "2026-03-01T03:00:00.000000Z", "voidscope": "legacy:P10"}
+    [national] = run([unseen], NATIONAL).accepted
+    assert "voidscope" not in orjson.loads(cloudevent_value(national, "2026-03-01T03:00:00.000000Z"))
 
 
 def test_a_void_may_come_before_the_event_it_voids_in_the_same_request() -> None:

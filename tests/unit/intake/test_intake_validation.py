@@ -67,6 +67,13 @@ def test_target_without_subject_is_fine() -> None:
         (contract_example(id=7), "id"),
         (contract_example(data={}), "data.branch_id"),
         (contract_example(recordedtime="2024-05-12T09:00:00Z"), "recordedtime"),
+        (contract_example(voidscope="P22"), "voidscope: set by the intake"),
+        (
+            contract_example(
+                type="vn.ketnap.candidate.voided", data={"voids": "e1", "reason": "x"}, voidscope="*"
+            ),
+            "voidscope: set by the intake",
+        ),
         ({"specversion": "1.0"}, "type"),
         ([contract_example()], "array"),
         ("an event", "string"),
