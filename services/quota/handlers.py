@@ -4,16 +4,20 @@
 (1) decode every record once, poison becomes a rejection; (2) lock and load the state
 of every candidate named (one query, plus one for states not in the cache); (3) drop
 duplicates and reject ``id_conflict`` (same id, other content) against
-``quota_processed`` and within the batch; (4) apply each candidate's new events with
-one replay of the lifecycle (:func:`apply_all`); (5) write processed ids, candidate
-rows, tallies (summed per key first, one upsert), rejections and the outbox (one
-tally change per changed key and batch, one message per rejection). A redelivered
-event is found in ``quota_processed`` and changes nothing.
+``quota_processed`` and within the batch; (4) place the events named by voids with a
+scope (:mod:`services.quota.places`: one branch query, only when there are such voids)
+and apply each candidate's new events with one replay of the lifecycle
+(:func:`apply_all`); (5) write processed ids, candidate rows, tallies (summed per key
+first, one upsert), rejections and the outbox (one tally change per changed key and
+batch, one message per rejection). A redelivered event is found in
+``quota_processed`` and changes nothing.
 
 :class:`CandidatePipeline` does steps (1)-(4) for the next batch *before* its
 transaction, while the previous batch's transaction is still in PostgreSQL (the
 consumer overlaps them): states come from that batch's planned writes, the state cache
-or an unlocked read, ids from its planned ids or an unlocked read. The transaction then
+or an unlocked read, ids and branches from its planned ids or an unlocked read (a
+place stamped from a branch registered meanwhile is as good as one stamped a moment
+later: the reference consumer runs beside this one anyway). The transaction then
 checks what the plan was decided against (the locked versions, the digests it took as
 known; an id it took as new is held by the primary key) and writes it, or, when anything
 moved, decides again in the transaction as above.
@@ -32,7 +36,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.quota import store, wire
+from services.quota import places, store, wire
 from services.quota.cache import StateCache
 from services.quota.domain import (
     CandidateEvent,
@@ -279,7 +283,8 @@ async def _decide_in(batch: Batch, cache: StateCache) -> Plan:
     items = _decode_candidates(batch.records, effects)
     states = await load_states(connection, sorted({e.candidate_id for _, e in items}), cache)
     known = await store.processed_digests(connection, [d.id for d, _ in items])
-    return decide(len(batch.records), items, states, known, effects)
+    branches = await places.branches(connection, states, items)
+    return decide(len(batch.records), items, states, known, effects, branches)
 
 
 def decide(
@@ -288,8 +293,11 @@ def decide(
     states: Mapping[str, tuple[int, CandidateState]],
     known: dict[str, bytes],
     effects: Effects,
+    branches: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Plan:
-    """Apply a batch's decoded events to the candidates' states (no I/O)."""
+    """Apply a batch's decoded events to the candidates' states (no I/O).
+
+    ``branches``: the rows :func:`places.branches` read for the events to place (None: none)."""
     named = sorted({e.candidate_id for _, e in items})
     versions = {cid: states[cid][0] for cid in named if cid in states}
     taken = dict(known)
@@ -298,14 +306,18 @@ def decide(
     per_candidate: dict[str, list[tuple[wire.Decoded, CandidateEvent]]] = {}
     for decoded, event in fresh:
         per_candidate.setdefault(event.candidate_id, []).append((decoded, event))
+    work = {
+        cid: (s[1] if (s := states.get(cid)) else None, [e for _, e in mine])
+        for cid, mine in per_candidate.items()
+    }
+    work |= places.stamp(work, branches or {})
     touched: dict[str, CandidateState] = {}
     failed: set[str] = set()
     for cid, mine in per_candidate.items():
         cause = mine[-1][0]
         bind_ids(event_id=cause.id, correlation_id=cause.correlation_id)
-        known_state = states.get(cid)
         try:
-            outcome = apply_all(known_state[1] if known_state else None, [e for _, e in mine])
+            outcome = apply_all(*work[cid])
         except Exception as exc:  # a defect must not block the partition: reject, keep replayable
             log.exception("lifecycle failed", candidate_id=cid)
             for decoded, _ in mine:
@@ -373,7 +385,8 @@ class CandidatePipeline:
             async with self.engine.connect() as connection:
                 states |= await load_states(connection, ids, self.cache, lock=False)
                 known |= await store.processed_digests(connection, unknown)
-            plan = decide(len(records), items, states, known, effects)
+                branches = await places.branches(connection, states, items)
+            plan = decide(len(records), items, states, known, effects, branches)
             plan.leans_on = leans_on
         self._last = plan
         return plan

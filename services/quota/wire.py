@@ -36,6 +36,7 @@ from shared.events import (
     is_candidate_type,
 )
 from shared.outbox import OutboxMessage
+from shared.scope import VOID_SCOPE, parse_void_scope
 from shared.topics import CORRELATION_HEADER, REJECTED, TALLY_CHANGES
 
 SERVICE = "quota"
@@ -63,7 +64,9 @@ class Decoded:
     """A valid event: envelope fields, typed data, raw JSON and content digest.
 
     ``data`` is the model of ``data`` (``shared.events``), or, when ``plain``, the
-    domain fields :func:`services.quota.plain.plain_candidate` read from it.
+    domain fields :func:`services.quota.plain.plain_candidate` read from it. ``scope``:
+    the canonical entries of a void's ``voidscope`` (never on the plain path, which
+    leaves any extension but ``recordedtime`` to the models).
     """
 
     id: str
@@ -77,6 +80,7 @@ class Decoded:
     recorded: datetime
     correlation_id: str | None
     plain: bool = False
+    scope: tuple[str, ...] | None = None
 
 
 def _header(record: Record, name: str) -> str | None:
@@ -139,7 +143,10 @@ def decode(record: Record, accept: frozenset[str] | None) -> Decoded | Poison:
     recorded = envelope.recordedtime or datetime.fromtimestamp(record.timestamp / 1000, UTC)
     text = (record.value or b"").decode(errors="replace")
     e = envelope
-    return Decoded(e.id, e.type, e.time, e.subject, data, raw, text, digest(raw), recorded, correlation)
+    scope = parse_void_scope(e.voidscope) if e.voidscope is not None else None
+    return Decoded(
+        e.id, e.type, e.time, e.subject, data, raw, text, digest(raw), recorded, correlation, scope=scope
+    )
 
 
 def _plain(record: Record, raw: dict[str, Any], plain: Plain, correlation: str | None) -> Decoded:
@@ -159,6 +166,7 @@ def candidate_event(decoded: Decoded) -> CandidateEvent:
         type=_EVENT_TYPES[decoded.type],
         time=decoded.time,
         arrived_at=decoded.recorded,
+        scope=decoded.scope,
         **fields,
     )
 
@@ -270,7 +278,7 @@ def wire_event(event: CandidateEvent) -> dict[str, Any]:
             data[name] = getattr(event, name)
     if event.profile is not None:
         data["profile"] = event.profile.to_dict()
-    return {
+    rebuilt = {
         "specversion": "1.0",
         "id": event.id,
         "source": "/ketnap/quota",
@@ -281,3 +289,6 @@ def wire_event(event: CandidateEvent) -> dict[str, Any]:
         "data": data,
         "recordedtime": event.arrived_at.isoformat(),
     }
+    if event.scope is not None:
+        rebuilt[VOID_SCOPE] = " ".join(event.scope)
+    return rebuilt

@@ -9,7 +9,14 @@ Invariants checked on construction (a `ValueError` otherwise):
   `profile` for `sourced`, `reason` in `DROP_REASONS` for `dropped`, both branches for
   `transferred`, `voids` for `voided`);
 - a profile's `sex` is `female`/`male` and its categories come from `PROFILE_CATEGORIES`
-  (kept sorted and unique, so equal profiles compare equal).
+  (kept sorted and unique, so equal profiles compare equal);
+- only a `voided` event has a `scope`.
+
+The province check of a void is data, not a lookup: a void the intake could not
+authorise carries the voiding token's `scope` (its provinces per tree, from the
+`voidscope` extension), and the event it names carries its `place` (the province it
+lies in, `legacy:P10`), stamped by the edge from the branch registry before the void
+is decided. `history` applies such a void only if the scope holds the place.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from services.quota.domain.vocabulary import (
     WIRE_PREFIX,
     EventType,
 )
+from shared.scope import VOID_SCOPE, parse_void_scope
 
 # Same-instant events are replayed in lifecycle order, a drop last, so that a drop
 # dated the same instant as a milestone never rejects it.
@@ -79,6 +87,8 @@ class CandidateEvent:
     from_branch_id: str | None = None
     to_branch_id: str | None = None
     voids: str | None = None
+    scope: tuple[str, ...] | None = None  # a void's allowed provinces (`voidscope`); None: any
+    place: str | None = None  # where a void with a scope finds this event; None: not looked up
 
     def __post_init__(self) -> None:
         if self.type.__class__ is not EventType:  # the Enum call costs ~1 us per event
@@ -90,6 +100,8 @@ class CandidateEvent:
             raise ValueError(f"event {self.id} ({self.type}): missing {', '.join(missing)}")
         if self.type is EventType.DROPPED and self.reason not in DROP_REASONS:
             raise ValueError(f"event {self.id}: unknown drop reason {self.reason!r}")
+        if self.scope is not None and self.type is not EventType.VOIDED:
+            raise ValueError(f"event {self.id} ({self.type}): only a void carries a scope")
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -97,8 +109,9 @@ class CandidateEvent:
         return (self.time, _RANK.get(self.type, len(_RANK)), self.id)
 
     def same_content(self, other: CandidateEvent) -> bool:
-        """Equal apart from `arrived_at` (a redelivery is the same event)."""
-        return replace(other, arrived_at=self.arrived_at) == self
+        """Equal apart from `arrived_at` and `place` (a redelivery is the same event; the place
+        is stamped by the edge, not sent)."""
+        return replace(other, arrived_at=self.arrived_at, place=self.place) == self
 
     def to_dict(self) -> dict[str, Any]:
         raw: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -115,6 +128,7 @@ class CandidateEvent:
         values["time"] = datetime.fromisoformat(raw["time"])
         values["arrived_at"] = datetime.fromisoformat(raw["arrived_at"])
         values["profile"] = Profile.from_dict(raw["profile"]) if raw.get("profile") else None
+        values["scope"] = tuple(raw["scope"]) if raw.get("scope") is not None else None
         return cls(**values)
 
 
@@ -140,4 +154,5 @@ def from_cloudevent(envelope: Mapping[str, Any], arrived_at: datetime) -> Candid
         from_branch_id=data.get("from_branch_id"),
         to_branch_id=data.get("to_branch_id"),
         voids=data.get("voids"),
+        scope=parse_void_scope(scope) if (scope := envelope.get(VOID_SCOPE)) is not None else None,
     )

@@ -6,7 +6,10 @@ order (provinces send late and out of order). The rules, in the order they apply
 
 1. Voids. A `voided` event whose target is known takes it out (`voided`); a second void
    of the same target is applied with no effect; a void naming a void is rejected
-   `invalid_transition`; a void naming an unknown event is held until it arrives.
+   `invalid_transition`; a void naming an unknown event is held until it arrives. A
+   void with a `scope` (a province's void of an event the intake had not seen) is
+   rejected `out_of_scope` unless its scope holds the target's `place`
+   (`shared.scope.admits`; an unknown place is never held): the target keeps counting.
 2. Holding. Without a live `sourced` (never received, or voided) every other live event
    is held: categories come from the sourced profile. The park clock of an event runs
    from its arrival, or from the arrival of the void that took the sourced away.
@@ -39,6 +42,7 @@ from services.quota.domain.state import CandidateState
 from services.quota.domain.tally import contribution
 from services.quota.domain.timeline import timeline_flags
 from services.quota.domain.vocabulary import MILESTONES, EventType, FlagCode, RejectionCode, Status
+from shared.scope import UNPLACED, admits
 
 UNKNOWN = RejectionCode.UNKNOWN_CANDIDATE
 
@@ -122,12 +126,21 @@ def _decide_voids(by_id: dict[str, CandidateEvent]) -> dict[str, Decision]:
             decided[void.id] = _held(void, f"waiting for {void.voids}", void.arrived_at, UNKNOWN)
         elif target.type is EventType.VOIDED:
             decided[void.id] = _rejected(void, RejectionCode.INVALID_TRANSITION, "a void cannot be voided")
+        elif void.scope is not None and not admits(void.scope, target.place):
+            decided[void.id] = _rejected(void, RejectionCode.OUT_OF_SCOPE, _outside(void, target))
         elif target.id in decided:
             decided[void.id] = Decision(void.id, Status.APPLIED, None, f"{target.id} was already voided")
         else:
             decided[target.id] = Decision(target.id, Status.VOIDED, None, f"voided by {void.id}")
             decided[void.id] = Decision(void.id, Status.APPLIED, None, f"voids {target.id}")
     return decided
+
+
+def _outside(void: CandidateEvent, target: CandidateEvent) -> str:
+    known = target.place not in (None, UNPLACED)
+    where = f"lies in {target.place}" if known else "lies in no province known to the quota"
+    allowed = " ".join(void.scope or ()) or "none"
+    return f"{target.id} {where}, outside the voiding token's provinces ({allowed})"
 
 
 def _hold(

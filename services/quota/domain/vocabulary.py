@@ -61,6 +61,7 @@ class RejectionCode(StrEnum):
     UNKNOWN_CANDIDATE = "unknown_candidate"
     INVALID_TRANSITION = "invalid_transition"
     ID_CONFLICT = "id_conflict"
+    OUT_OF_SCOPE = "out_of_scope"  # a void with a scope naming an event outside it
 
 
 class FlagCode(StrEnum):

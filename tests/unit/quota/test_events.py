@@ -122,13 +122,47 @@ def test_same_instant_events_replay_in_lifecycle_order_with_the_drop_last():
     assert ev("dropped", "d", 1).sort_key < ev("sourced", "s", 2).sort_key  # time comes first
 
 
-def test_same_content_ignores_only_arrival():
+def test_same_content_ignores_only_arrival_and_the_stamped_place():
     assert ev("admitted", "a", 1, arrived=1).same_content(ev("admitted", "a", 1, arrived=9))
+    assert ev("admitted", "a", 1, place="legacy:P10").same_content(ev("admitted", "a", 1))
     assert not ev("admitted", "a", 1).same_content(ev("admitted", "a", 1, branch="B-9"))
+    scoped = ev("voided", "x", 1, voids="a", scope=("legacy:P10",))
+    assert not scoped.same_content(ev("voided", "x", 1, voids="a"))  # the scope is content
+
+
+def test_voidscope_reaches_the_domain_as_canonical_entries():
+    void = {
+        **CONTRACT_EXAMPLE,
+        "type": "vn.ketnap.candidate.voided",
+        "data": {"voids": "e1", "reason": "typo"},
+    }
+    arrived = datetime(2024, 5, 13, tzinfo=UTC)
+    assert from_cloudevent(void, arrived).scope is None
+    event = from_cloudevent({**void, "voidscope": "P22 2025:P15"}, arrived)
+    assert event.scope == ("legacy:P22", "2025:P15", "2025:P22")
+    assert from_cloudevent({**void, "voidscope": ""}, arrived).scope == ()
+    with pytest.raises(ValueError, match="bad scope entry"):
+        from_cloudevent({**void, "voidscope": "legacy:X1"}, arrived)
+
+
+@pytest.mark.parametrize("kind", [k for k in EventType if k is not EventType.VOIDED])
+def test_only_a_void_carries_a_scope(kind):
+    with pytest.raises(ValueError, match="only a void carries a scope"):
+        ev(kind, "x", scope=("legacy:P10",))
 
 
 @pytest.mark.parametrize("kind", list(EventType))
 def test_events_round_trip_through_json(kind):
     event = ev(kind, "x", 3, arrived=4, voids="y")
     assert CandidateEvent.from_dict(json.loads(json.dumps(event.to_dict()))) == event
+    extra = {"scope": ("legacy:P10", "2025:P15")} if kind is EventType.VOIDED else {"place": "2025:P15"}
+    stamped = ev(kind, "x", 3, arrived=4, voids="y", **extra)
+    assert CandidateEvent.from_dict(json.loads(json.dumps(stamped.to_dict()))) == stamped
     assert Profile.from_dict(PROFILE.to_dict()) == PROFILE
+
+
+def test_an_event_stored_before_void_scopes_existed_still_loads():
+    stored = {
+        k: v for k, v in ev("voided", "x", 3, voids="y").to_dict().items() if k not in ("scope", "place")
+    }
+    assert CandidateEvent.from_dict(stored) == ev("voided", "x", 3, voids="y")

@@ -20,6 +20,7 @@ from services.quota.domain import (
     expire_held,
     probation_due,
 )
+from shared.scope import UNPLACED
 from tests.unit.quota.factory import (
     MALE,
     codes,
@@ -455,6 +456,75 @@ def test_void_of_a_void_is_invalid_transition(target):
 def test_void_is_not_refused_after_a_drop():
     state, _ = play([*HISTORY, ev("dropped", "d", 100)])
     assert apply(state, ev("voided", "x", 200, voids="a")).voided == ("a",)
+
+
+# --- voids with a scope (a province's void of an event the intake had not seen) ----------
+
+LAO_CAI = ("legacy:P10", "2025:P15")
+
+
+def scoped(eid: str, t: float, voids: str, scope: tuple[str, ...] = LAO_CAI, **kw) -> CandidateEvent:
+    return ev("voided", eid, t, voids=voids, scope=scope, **kw)
+
+
+@pytest.mark.parametrize("place", ["legacy:P10", "2025:P15"])
+def test_a_scoped_void_takes_back_an_event_its_scope_holds(place):
+    state, counted = play([*HISTORY[:3], ev("admitted", "a", 90, place=place)])
+    outcome = apply(state, scoped("x", 100, "a"))
+    assert outcome.voided == ("a",)
+    assert set(outcome.deltas) == {TallyDelta(d.key, -d.delta, d.event_id) for d in counted[-1].deltas}
+
+
+@pytest.mark.parametrize("place", ["legacy:P22", "2025:P22", "2025:P10", "legacy:P15", UNPLACED, None])
+def test_a_scoped_void_of_an_event_outside_its_scope_is_out_of_scope_and_the_event_counts(place):
+    state, _ = play([*HISTORY[:3], ev("admitted", "a", 90, place=place)])
+    outcome = apply(state, scoped("x", 100, "a"))
+    assert codes(outcome) == [("x", RejectionCode.OUT_OF_SCOPE)]
+    assert (outcome.deltas, outcome.voided) == ((), ())
+    assert reached_by(outcome.state, "admitted") == "a"
+    assert "outside the voiding token's provinces (legacy:P10 2025:P15)" in (
+        decided(outcome.state, "x").detail or ""
+    )
+
+
+def test_a_held_scoped_void_is_decided_when_its_event_arrives():
+    state, _ = play([*HISTORY[:3], scoped("in", 100, "a"), scoped("out", 101, "b", scope=("legacy:P22",))])
+    assert {e.id for e in state.held} == {"in", "out"}
+    state, outcomes = play([ev("admitted", "a", 90, place="legacy:P10")], state)
+    assert outcomes[-1].voided == ("a",)
+    outcome = apply(state, ev("admitted", "b", 92, place="legacy:P10"))
+    assert codes(outcome) == [("out", RejectionCode.OUT_OF_SCOPE)]
+    assert reached_by(outcome.state, "admitted") == "b"
+
+
+def test_an_out_of_scope_void_does_not_stop_a_rightful_one():
+    state, _ = play([*HISTORY[:3], ev("admitted", "a", 90, place="legacy:P22")])
+    state, outcomes = play([scoped("foreign", 95, "a"), scoped("own", 99, "a", scope=("P22",))], state)
+    assert codes(outcomes[0]) == [("foreign", RejectionCode.OUT_OF_SCOPE)]
+    assert outcomes[1].voided == ("a",)
+    assert decided(state, "foreign").status is Status.REJECTED
+
+
+def test_an_unscoped_void_ignores_the_place():
+    state, _ = play([*HISTORY[:3], ev("admitted", "a", 90, place="legacy:P22")])
+    assert apply(state, ev("voided", "x", 100, voids="a")).voided == ("a",)
+
+
+def test_a_national_scope_holds_every_place_but_an_unknown_one():
+    state, _ = play([*HISTORY[:3], ev("admitted", "a", 90, place="2025:P01")])
+    assert apply(state, scoped("x", 100, "a", scope=("*",))).voided == ("a",)
+    state, _ = play([*HISTORY[:3], ev("admitted", "a", 90, place=UNPLACED)])
+    assert codes(apply(state, scoped("x", 100, "a", scope=("*",)))) == [("x", RejectionCode.OUT_OF_SCOPE)]
+
+
+def test_a_scoped_void_of_a_void_is_still_invalid_transition():
+    state, _ = play([*HISTORY, ev("voided", "x", 100, voids="a")])
+    assert codes(apply(state, scoped("y", 101, "x"))) == [("y", RejectionCode.INVALID_TRANSITION)]
+
+
+def test_the_place_is_not_content_a_redelivery_unplaced_is_a_duplicate():
+    state, _ = play([*HISTORY[:3], ev("admitted", "a", 90, place="legacy:P10")])
+    assert apply(state, ev("admitted", "a", 90)).duplicate
 
 
 # --- misc ------------------------------------------------------------------------

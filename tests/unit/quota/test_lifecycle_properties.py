@@ -26,6 +26,7 @@ from services.quota.domain import (
     fold_deltas,
 )
 from services.quota.handlers import state_json
+from shared.scope import UNPLACED
 from tests.unit.quota.factory import MALE, PROFILE, day, ev, metric_totals, play, state_tally, totals
 
 pytestmark = pytest.mark.unit
@@ -34,6 +35,10 @@ BRANCHES = ("B-1", "B-2", "B-3")
 PROFILES = st.sampled_from([PROFILE, MALE, Profile(1988, "female", ("religious",))])
 # Sourced is drawn more often so that most candidates get counted at all.
 KINDS = st.sampled_from([EventType.SOURCED, *EventType])
+# A void with a scope (a province's void of an event the intake had not seen) and the place
+# the edge stamps on the event it names; None is the usual, unscoped case.
+SCOPES = st.none() | st.none() | st.sampled_from([(), ("legacy:P10",), ("legacy:P10", "2025:P15"), ("*",)])
+PLACES = st.none() | st.sampled_from(["legacy:P10", "2025:P15", "legacy:P22", UNPLACED])
 
 
 @st.composite
@@ -49,6 +54,9 @@ def any_event(draw: st.DrawFn, index: int, pool: int) -> CandidateEvent:
         fields["to_branch_id"] = draw(st.sampled_from(BRANCHES))
     if kind is EventType.VOIDED:  # may name itself, another void, or nothing known (e<pool>)
         fields["voids"] = f"e{draw(st.integers(0, pool))}"
+        fields["scope"] = draw(SCOPES)
+    else:
+        fields["place"] = draw(PLACES)
     t = draw(st.integers(0, 30)) * 30
     return ev(kind, f"e{index}", t, arrived=draw(st.integers(0, 1000)), **fields)  # type: ignore[arg-type]
 

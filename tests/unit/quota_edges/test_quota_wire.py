@@ -86,6 +86,48 @@ def test_poison_is_named_never_raised(value: bytes, code: str) -> None:
     assert decoded.detail
 
 
+def void(**extra: object) -> dict:
+    return {**event("candidate.voided"), "data": {"voids": "e-0", "reason": "typo"}, **extra}
+
+
+def test_a_voidscope_reaches_the_domain_void_through_the_models() -> None:
+    decoded = wire.decode(Rec(orjson.dumps(void(voidscope="legacy:P10 2025:P15"))), None)
+    assert isinstance(decoded, wire.Decoded)
+    assert not decoded.plain  # an extension the fast reader does not know: the models read it
+    assert wire.candidate_event(decoded).scope == ("legacy:P10", "2025:P15")
+    plain = wire.decode(Rec(orjson.dumps(void())), None)
+    assert isinstance(plain, wire.Decoded)
+    assert plain.plain
+    assert wire.candidate_event(plain).scope is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        void(voidscope="legacy:P1"),
+        void(voidscope="VN"),
+        void(voidscope=["legacy:P10"]),
+        {**event("candidate.admitted"), "voidscope": "legacy:P10"},
+    ],
+)
+def test_a_voidscope_that_is_not_a_scope_or_not_on_a_void_is_invalid_schema(bad: dict) -> None:
+    decoded = wire.decode(Rec(orjson.dumps(bad)), None)
+    assert isinstance(decoded, wire.Poison)
+    assert decoded.code == "invalid_schema"
+    assert "voidscope" in decoded.detail
+
+
+def test_the_digest_counts_the_voidscope() -> None:
+    assert wire.digest(void(voidscope="legacy:P10")) != wire.digest(void())
+
+
+def test_a_rebuilt_scoped_void_keeps_its_scope() -> None:
+    decoded = wire.decode(Rec(orjson.dumps(void(voidscope="P22"))), None)
+    assert isinstance(decoded, wire.Decoded)
+    rebuilt = wire.wire_event(wire.candidate_event(decoded))
+    assert rebuilt["voidscope"] == "legacy:P22 2025:P22"  # the domain keeps no reason to rebuild
+
+
 def test_poison_without_an_id_is_keyed_by_the_record() -> None:
     poison = wire.decode(Rec(b"garbage", key=None), None)
     assert isinstance(poison, wire.Poison)
