@@ -8,21 +8,31 @@ communes. Every one is refused ``out_of_scope``; none of them reaches a topic;
 each refusal is in the intake's log line with the token's scope (never the
 token). The same events aimed at the token's own province pass (a dry run), so
 the refusals are about place, nothing else.
+
+Voids (finding 9): each token also voids, for every other province of its tree, an
+event id the intake has not seen (the intake accepts it, a late batch may void an
+event still on its way, and stamps the token's scope on it); that province then
+sends that event for the candidate in its own branch. Every such void is refused
+``out_of_scope`` by the quota (``ketnap.rejected`` and ``/v1/rejections``) and every
+such event counts; each token's void of its own province's event is the control: it
+takes its event back. These events are dated in years no other scenario of the
+shared cluster reads (2022 legacy, 2026 in the 2025 tree).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 
 from shared.orgtree import OrgTree, TreeVersion, load_org_trees
-from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
-from tests.reliability.harness import Client, Cluster, Figures, scaled, topic_ids
+from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS, REJECTED
+from tests.reliability.harness import Client, Cluster, Figures, read_topic, scaled, topic_ids
 from tests.reliability.model import NATIONAL_TOKEN, REGISTERED_AT, VN, Event, cloudevent, province_token
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.timeout(scaled(600, 3600))]
@@ -32,6 +42,10 @@ WHEN: dict[TreeVersion, datetime] = {
     "2025": datetime(2025, 9, 10, 9, tzinfo=VN),
 }
 SUBSET = scaled(12, 1000)  # provinces per tree taking part (all of them in full)
+VOIDED_AT: dict[TreeVersion, datetime] = {
+    "legacy": datetime(2022, 5, 10, 9, tzinfo=VN),
+    "2025": datetime(2026, 3, 10, 9, tzinfo=VN),
+}
 
 
 def provinces(org: OrgTree) -> list[str]:
@@ -106,6 +120,98 @@ def aimed_at(tree: TreeVersion, me: str, there: str, tag: str) -> list[Event]:
     return events
 
 
+@dataclass
+class Voids:
+    """The cross-province voids of unseen events and what became of them."""
+
+    foreign: set[str] = field(default_factory=set)  # void ids that must be refused
+    own: set[str] = field(default_factory=set)  # the controls, which must apply
+    intake_refused: dict[str, str] = field(default_factory=dict)
+    expected: Counter[tuple[str, int, str]] = field(default_factory=Counter)  # (branch, year, metric)
+    branches: set[tuple[str, int]] = field(default_factory=set)
+
+
+def void_story(tree: TreeVersion, me: str, there: str, tag: str) -> tuple[Event, list[Event]]:
+    """``me``'s void of an id not yet sent, and ``there``'s candidate whose event has that id."""
+    when, branch = VOIDED_AT[tree], home_branch(tree, there)
+    cid = f"iso-{tag}-{tree}-{me}-{there}"
+    profile = {"birth_year": 1999, "sex": "female", "categories": []}
+    void = cloudevent(
+        "candidate.voided",
+        {"voids": f"{cid}-x", "reason": "entered in error"},
+        when + timedelta(days=1),
+        subject=cid,
+        event_id=f"{cid}-v",
+    )
+    events = [
+        cloudevent(
+            "candidate.sourced",
+            {"branch_id": branch, "profile": profile},
+            when,
+            subject=cid,
+            event_id=f"{cid}-s",
+        ),
+        cloudevent("candidate.admitted", {"branch_id": branch}, when, subject=cid, event_id=f"{cid}-x"),
+    ]
+    return void, events
+
+
+async def cross_province_voids(
+    cluster: Cluster, client: Client, trees: dict[TreeVersion, list[str]]
+) -> Voids:
+    """Every token voids an unseen event of every other province of its tree (and one of its own);
+    the owning province then sends those events. Answers are kept; the quota is read after quiet."""
+    await cluster.settle()  # the home branches' registrations have reached the quota
+    found = Voids()
+    sends: dict[str, list[Event]] = {}
+    for tree, ids in trees.items():
+        for me in ids:
+            voids = []
+            for there in ids:
+                void, events = void_story(tree, me, there, "vo" if there == me else "vx")
+                voids.append(void)
+                (found.own if there == me else found.foreign).add(void["id"])
+                sends.setdefault(province_token(there, tree), []).extend(events)
+                branch, year = home_branch(tree, there), VOIDED_AT[tree].year
+                found.branches.add((branch, year))
+                found.expected[(branch, year, "sourced")] += 1
+                found.expected[(branch, year, "admitted")] += int(there != me)  # the own void takes it back
+            answer = await client.post(voids, province_token(me, tree))
+            found.intake_refused |= {
+                r["id"]: r["error"]["code"] for r in answer["results"] if r["status"] == "rejected"
+            }
+    for token, events in sends.items():
+        answer = await client.post(events, token)
+        found.intake_refused |= {
+            r["id"]: r["error"]["code"] for r in answer["results"] if r["status"] == "rejected"
+        }
+    await cluster.settle()
+    return found
+
+
+async def quota_rejections(cluster: Cluster, code: str) -> dict[str, str]:
+    """``GET /v1/rejections?code=`` page by page: event id -> code."""
+    found: dict[str, str] = {}
+    after: str | None = None
+    while True:
+        params = {"code": code, "limit": 1000, **({"after": after} if after else {})}
+        page = (await cluster.get("quota", "/v1/rejections", **params)).json()
+        found |= {item["id"]: item["code"] for item in page["items"]}
+        after = page["next"]
+        if after is None:
+            return found
+
+
+async def counted(cluster: Cluster, voids: Voids) -> Counter[tuple[str, int, str]]:
+    """The quota's ``all`` tallies of the branches the voided events were sent to."""
+    observed: Counter[tuple[str, int, str]] = Counter()
+    for branch, year in sorted(voids.branches):
+        doc = (await cluster.get("quota", f"/v1/branches/{branch}/tallies", year=year)).json()
+        for metric in ("sourced", "admitted"):
+            observed[(branch, year, metric)] = int(doc["tallies"][metric]["all"])
+    return observed
+
+
 def logged_refusals(log_text: str) -> Counter[str]:
     """Refusals per scope in the intake's ``events_answered`` lines (dry runs left out)."""
     found: Counter[str] = Counter()
@@ -145,6 +251,19 @@ async def test_province_isolation(shared_cluster: Cluster, book: list[Figures]) 
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             )
             controls.update(r["status"] for r in control.json()["results"])
+    voids = await cross_province_voids(cluster, client, trees)
+    listed = await quota_rejections(cluster, "out_of_scope")
+    dead = {
+        (r.key or b"").decode(): orjson.loads(r.value)["code"]
+        for r in await read_topic(cluster.broker.bootstrap, REJECTED)
+        if (r.key or b"").decode() in voids.foreign | voids.own
+    }
+    voids_refused = {
+        i for i in voids.foreign if listed.get(i) == "out_of_scope" and dead.get(i) == "out_of_scope"
+    }
+    controls_refused = voids.own & (set(listed) | set(dead))
+    observed = await counted(cluster, voids)
+    miscounted = {k: (n, observed[k]) for k, n in voids.expected.items() if observed[k] != n}
     wrong = {i: code for i, code in refused.items() if code != "out_of_scope"}
     on_topics = await topic_ids(cluster.broker.bootstrap, CANDIDATE_EVENTS)
     on_topics.update(await topic_ids(cluster.broker.bootstrap, REFERENCE_EVENTS))
@@ -153,13 +272,25 @@ async def test_province_isolation(shared_cluster: Cluster, book: list[Figures]) 
     logged = logged_refusals(log_text)
     unlogged = {s: (n, logged.get(s, 0)) for s, n in expected_log.items() if logged.get(s, 0) < n}
     tokens_in_log = [p for tree, ids in trees.items() for p in ids if province_token(p, tree) in log_text]
-    figures.sent, figures.rejected = len(foreign_ids), len(refused) - len(wrong)
+    voids_ok = (
+        len(voids_refused) == len(voids.foreign)
+        and not controls_refused
+        and not miscounted
+        and not voids.intake_refused
+    )
+    figures.sent = len(foreign_ids) + len(voids.foreign)
+    figures.rejected = len(refused) - len(wrong) + len(voids_refused)
     figures.accepted = len(foreign_ids) - len(refused) + len(wrong)
-    figures.faults = len(foreign_ids)
-    figures.dead_lettered = 0
+    figures.faults = len(foreign_ids) + len(voids.foreign)
+    figures.dead_lettered = len(dead)
     figures.seconds = time.monotonic() - started
     figures.passed = (
-        not wrong and len(refused) == len(foreign_ids) and not leaked and not unlogged and not tokens_in_log
+        not wrong
+        and len(refused) == len(foreign_ids)
+        and not leaked
+        and not unlogged
+        and not tokens_in_log
+        and voids_ok
     )
     figures.notes = (
         f"{len(trees['legacy'])} legacy and {len(trees['2025'])} 2025 province tokens, "
@@ -167,7 +298,11 @@ async def test_province_isolation(shared_cluster: Cluster, book: list[Figures]) 
         f"province of its tree (candidate events, transfer, targets, branch registration): "
         f"{len(refused) - len(wrong):,}/{len(foreign_ids):,} refused out_of_scope, {len(leaked)} on a topic, "
         f"{len(unlogged)} scopes with refusals missing from the log; "
-        f"own-province control (dry run): {dict(controls)}"
+        f"own-province control (dry run): {dict(controls)}; "
+        f"voids of another province's unseen events (accepted by the intake, refused by the quota): "
+        f"{len(voids_refused):,}/{len(voids.foreign):,} refused out_of_scope on ketnap.rejected and "
+        f"/v1/rejections, their events counted where sent ({len(miscounted)} branch tallies off); "
+        f"own-province voids applied: {len(voids.own) - len(controls_refused)}/{len(voids.own)}"
     )
     assert len(refused) == len(foreign_ids)
     assert not wrong, list(wrong.items())[:10]
@@ -175,3 +310,7 @@ async def test_province_isolation(shared_cluster: Cluster, book: list[Figures]) 
     assert not unlogged, unlogged
     assert not tokens_in_log, "a token reached the log"
     assert set(controls) == {"accepted"}, controls
+    assert not voids.intake_refused, list(voids.intake_refused.items())[:10]
+    assert voids_refused == voids.foreign, sorted(voids.foreign - voids_refused)[:10]
+    assert not controls_refused, sorted(controls_refused)[:10]
+    assert not miscounted, list(miscounted.items())[:10]
