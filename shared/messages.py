@@ -36,7 +36,15 @@ class Rejection(_Out):
     """An event a service refused, on ``ketnap.rejected`` (key: the event id)."""
 
     event: dict[str, Any] | str
-    code: str
+    code: str = Field(
+        description=(
+            "Stable code. quota: invalid_schema, unknown_type, unknown_unit, id_conflict, "
+            "duplicate_milestone, candidate_dropped, invalid_transition, unknown_candidate, "
+            "out_of_scope (a candidate.voided carrying voidscope whose voided event lies outside "
+            "those provinces: that event keeps counting), processing_error; reporting: "
+            "invalid_schema, unknown_unit."
+        )
+    )
     detail: str
     service: str
     rejected_at: datetime
