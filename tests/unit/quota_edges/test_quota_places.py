@@ -9,6 +9,7 @@ import pytest
 
 from services.quota.domain import CandidateEvent, CandidateState, EventType
 from services.quota.places import branch_of, place_of, unplaced
+from services.quota.places import stamp as places_stamp
 from shared.scope import UNPLACED
 
 pytestmark = pytest.mark.unit
@@ -72,3 +73,21 @@ def test_a_transfer_lies_where_it_leaves_from() -> None:
     moved = ev("transferred", "t", from_branch_id="B-from", to_branch_id="B-to")
     assert branch_of(moved) == "B-from"
     assert branch_of(ev("admitted", "a")) == "B-1"
+
+
+def test_stamp_places_the_named_events_in_the_state_and_the_batch_and_leaves_the_rest() -> None:
+    stored = ev("admitted", "a")
+    state = CandidateState("c-1", (stored, ev("class_completed", "c")))
+    scoped = ev("voided", "x", voids="a", scope=("legacy:P10",))
+    moved = ev("transferred", "t", from_branch_id="B-from", to_branch_id="B-1")
+    held = ev("voided", "y", voids="t", scope=("legacy:P10",))
+    rows = {"B-1": row(), "B-from": row(province_legacy="P22")}
+    work = {"c-1": (state, [scoped]), "c-2": (None, [held, moved]), "c-3": (None, [ev("admitted", "z")])}
+    stamped = places_stamp(work, rows)
+    assert set(stamped) == {"c-1", "c-2"}
+    placed_state, new = stamped["c-1"]
+    assert placed_state is not None
+    assert [e.place for e in placed_state.events] == ["legacy:P10", None]
+    assert new == [scoped]
+    assert [e.place for e in stamped["c-2"][1]] == [None, "legacy:P22"]
+    assert places_stamp(work, {})["c-1"][0].events[0].place == UNPLACED  # type: ignore[union-attr]
