@@ -159,7 +159,10 @@ async def test_a_held_void_applies_only_inside_the_voiding_provinces(
     )
 
     async def decided() -> bool:
-        foreign, own = await system.candidate("foreign"), await system.candidate("own")
+        found = [await system.quota.get(f"/v1/candidates/{system.cand(n)}") for n in ("foreign", "own")]
+        if any(status != 200 for status, _ in found):
+            return False  # not there yet
+        (_, foreign), (_, own) = found
         return not foreign["held"] and not own["held"] and "sourced" in own["milestones"]
 
     await eventually(decided)
