@@ -74,6 +74,18 @@ class OutboxMessage(NamedTuple):
     headers: tuple[tuple[str, str], ...] = ()
 
 
+def rebuild_outbox_ids_on_sqlite(service: str, autoincrement: bool) -> None:
+    """For a migration: rebuild ``<service>_outbox`` on SQLite with (or without)
+    ``AUTOINCREMENT``, its rows kept; PostgreSQL's sequence never reuses an id anyway."""
+    from alembic import op  # only inside a migration
+
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    kwargs = {"sqlite_autoincrement": True} if autoincrement else {}
+    with op.batch_alter_table(f"{service}_outbox", recreate="always", table_kwargs=kwargs):
+        pass
+
+
 def outbox_table(metadata: MetaData, service: str) -> Table:
     """``<service>_outbox``: rows waiting to be published, in id order."""
     return Table(

@@ -13,7 +13,7 @@ Revises: 0002_quota_state_lz4
 
 from collections.abc import Sequence
 
-from alembic import op
+from shared.outbox import rebuild_outbox_ids_on_sqlite
 
 revision: str = "0003_quota_outbox_ids"
 down_revision: str | None = "0002_quota_state_lz4"
@@ -21,17 +21,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _rebuild(autoincrement: bool) -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    kwargs = {"sqlite_autoincrement": True} if autoincrement else {}
-    with op.batch_alter_table("quota_outbox", recreate="always", table_kwargs=kwargs):
-        pass
-
-
 def upgrade() -> None:
-    _rebuild(True)
+    rebuild_outbox_ids_on_sqlite("quota", autoincrement=True)
 
 
 def downgrade() -> None:
-    _rebuild(False)
+    rebuild_outbox_ids_on_sqlite("quota", autoincrement=False)

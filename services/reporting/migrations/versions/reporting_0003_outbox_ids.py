@@ -13,7 +13,7 @@ Revises: reporting_0002
 
 from collections.abc import Sequence
 
-from alembic import op
+from shared.outbox import rebuild_outbox_ids_on_sqlite
 
 revision: str = "reporting_0003"
 down_revision: str | None = "reporting_0002"
@@ -21,17 +21,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _rebuild(autoincrement: bool) -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    kwargs = {"sqlite_autoincrement": True} if autoincrement else {}
-    with op.batch_alter_table("reporting_outbox", recreate="always", table_kwargs=kwargs):
-        pass
-
-
 def upgrade() -> None:
-    _rebuild(True)
+    rebuild_outbox_ids_on_sqlite("reporting", autoincrement=True)
 
 
 def downgrade() -> None:
-    _rebuild(False)
+    rebuild_outbox_ids_on_sqlite("reporting", autoincrement=False)
