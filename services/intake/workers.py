@@ -29,7 +29,7 @@ from fastapi import FastAPI
 
 from shared.db import make_engine, migrate
 from shared.metrics import MULTIPROC_ENV
-from shared.runner import serve
+from shared.runner import serve, uvicorn_options
 from shared.settings import Settings
 
 SUPERVISOR_ENV: Final = "KETNAP_INTAKE_SUPERVISOR_PID"
@@ -54,18 +54,7 @@ def run(settings: Settings) -> None:
         SUPERVISOR_ENV: str(os.getpid()),
     }
     try:
-        uvicorn.run(
-            f"{__name__}:worker_app",
-            factory=True,
-            workers=workers,
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=int(settings.shutdown_grace_s),
-            loop="auto",
-        )
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **uvicorn_options(settings))
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
