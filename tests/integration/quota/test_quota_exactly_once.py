@@ -25,31 +25,9 @@ from shared.topics import CANDIDATE_EVENTS, TALLY_CHANGES
 from tests.conftest import eventually, fresh_database_url
 from tests.integration.quota.conftest import read_topic, running_quota
 from tests.integration.quota.feed import expected_tallies, make_feed
+from tests.integration.quota.recording import FakeRecord, RecordingConsumer
 
 pytestmark = pytest.mark.integration
-
-
-class _Record:
-    def __init__(self, partition: int, offset: int, value: bytes) -> None:
-        self.topic, self.partition, self.offset, self.timestamp = CANDIDATE_EVENTS, partition, offset, 0
-        self.key, self.value, self.headers = None, value, ()
-
-
-class _Consumer:
-    """The aiokafka consumer calls the plumbing makes, recorded."""
-
-    def __init__(self) -> None:
-        self.commits: list[dict[Any, int]] = []
-        self.seeks: list[tuple[Any, int]] = []
-
-    async def commit(self, offsets: dict[Any, int]) -> None:
-        self.commits.append(offsets)
-
-    def seek(self, partition: Any, offset: int) -> None:
-        self.seeks.append((partition, offset))
-
-    def highwater(self, partition: Any) -> None:
-        return None
 
 
 async def _snapshot(engine: Any) -> dict[str, Any]:
@@ -67,7 +45,7 @@ async def _snapshot(engine: Any) -> dict[str, Any]:
 
 async def test_a_redelivered_batch_changes_nothing(tmp_path: Path) -> None:
     feed = make_feed(60, branches=8, seed=7)
-    records = [_Record(n % 3, n // 3, orjson.dumps(e)) for n, e in enumerate(feed.candidates)]
+    records = [FakeRecord(n % 3, n // 3, orjson.dumps(e)) for n, e in enumerate(feed.candidates)]
     engine = make_engine(await fresh_database_url(tmp_path))
     try:
         await migrate(engine, "quota")
@@ -78,7 +56,7 @@ async def test_a_redelivered_batch_changes_nothing(tmp_path: Path) -> None:
             engine,
             Settings(service="quota"),
         )
-        kafka = _Consumer()
+        kafka = RecordingConsumer()
         await plumbing.consume(kafka, records)  # type: ignore[arg-type]
         first = await _snapshot(engine)
         assert first["tallies"]
@@ -196,7 +174,7 @@ async def test_a_defect_on_one_candidate_rejects_its_events_and_blocks_nothing(
         return real(state, events)
 
     monkeypatch.setattr(handlers, "apply_all", flaky)
-    records = [_Record(0, n, orjson.dumps(e)) for n, e in enumerate(feed.candidates)]
+    records = [FakeRecord(0, n, orjson.dumps(e)) for n, e in enumerate(feed.candidates)]
     engine = make_engine(await fresh_database_url(tmp_path))
     try:
         await migrate(engine, "quota")
@@ -206,7 +184,7 @@ async def test_a_defect_on_one_candidate_rejects_its_events_and_blocks_nothing(
             engine,
             Settings(service="quota"),
         )
-        await plumbing.consume(_Consumer(), records)  # type: ignore[arg-type]
+        await plumbing.consume(RecordingConsumer(), records)  # type: ignore[arg-type]
         mine = [e["id"] for e in feed.candidates if e["subject"] == victim]
         async with engine.connect() as c:
             codes = dict((await c.execute(select(rejections.c.event_id, rejections.c.code))).all())

@@ -29,29 +29,9 @@ from shared.settings import Settings
 from shared.topics import CANDIDATE_EVENTS
 from tests.conftest import fresh_database_url
 from tests.integration.quota.feed import chunks, expected_tallies, make_feed
+from tests.integration.quota.recording import FakeRecord, RecordingConsumer
 
 pytestmark = pytest.mark.integration
-
-
-class _Record:
-    def __init__(self, partition: int, offset: int, value: bytes) -> None:
-        self.topic, self.partition, self.offset, self.timestamp = CANDIDATE_EVENTS, partition, offset, 0
-        self.key, self.value, self.headers = None, value, ()
-
-
-class _Consumer:
-    def __init__(self) -> None:
-        self.commits: list[dict[Any, int]] = []
-        self.seeks: list[tuple[Any, int]] = []
-
-    async def commit(self, offsets: dict[Any, int]) -> None:
-        self.commits.append(offsets)
-
-    def seek(self, partition: Any, offset: int) -> None:
-        self.seeks.append((partition, offset))
-
-    def highwater(self, partition: Any) -> None:
-        return None
 
 
 Meddle = Callable[[int, Plan], Awaitable[None]]
@@ -79,16 +59,16 @@ class _Run:
             await self.meddle(len(self.plans) - 1, plan)
         return plan
 
-    async def __call__(self, records: list[_Record], size: int) -> _Consumer:
-        kafka = _Consumer()
+    async def __call__(self, records: list[FakeRecord], size: int) -> RecordingConsumer:
+        kafka = RecordingConsumer()
         for batch in chunks(records, size):
             await self.consumer.consume(kafka, batch)  # type: ignore[arg-type]
         await self.consumer.settle()
         return kafka
 
 
-def _records(events: list[dict[str, Any]]) -> list[_Record]:
-    return [_Record(n % 3, n // 3, orjson.dumps(e)) for n, e in enumerate(events)]
+def _records(events: list[dict[str, Any]]) -> list[FakeRecord]:
+    return [FakeRecord(n % 3, n // 3, orjson.dumps(e)) for n, e in enumerate(events)]
 
 
 def _shuffled(candidates: int, seed: int) -> list[dict[str, Any]]:

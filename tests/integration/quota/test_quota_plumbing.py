@@ -17,29 +17,9 @@ from shared.consumer import Batch, BatchConsumer, ConsumerSpec
 from shared.db import make_engine, migrate
 from shared.settings import Settings
 from tests.conftest import fresh_database_url
+from tests.integration.quota.recording import FakeRecord, RecordingConsumer
 
 pytestmark = pytest.mark.integration
-
-
-class _Record:
-    def __init__(self, partition: int, offset: int) -> None:
-        self.topic, self.partition, self.offset, self.timestamp = "t", partition, offset, 0
-        self.key, self.value, self.headers = None, b"{}", ()
-
-
-class _Consumer:
-    def __init__(self) -> None:
-        self.commits: list[dict[Any, int]] = []
-        self.seeks: list[tuple[Any, int]] = []
-
-    async def commit(self, offsets: dict[Any, int]) -> None:
-        self.commits.append(offsets)
-
-    def seek(self, partition: Any, offset: int) -> None:
-        self.seeks.append((partition, offset))
-
-    def highwater(self, partition: Any) -> None:
-        return None
 
 
 @pytest.fixture
@@ -75,8 +55,8 @@ async def test_a_failing_database_is_retried_at_most_once_a_second_and_reported_
                 readiness.append(False)
             await asyncio.sleep(0.05)
 
-    kafka = _Consumer()
-    await asyncio.gather(plumbing.consume(kafka, [_Record(0, 0), _Record(0, 1)]), probe())  # type: ignore[arg-type]
+    kafka = RecordingConsumer()
+    await asyncio.gather(plumbing.consume(kafka, [FakeRecord(0, 0), FakeRecord(0, 1)]), probe())  # type: ignore[arg-type]
     assert len(attempts) == 3
     assert all(later - earlier >= 0.99 for earlier, later in itertools.pairwise(attempts))
     assert False in readiness
@@ -90,8 +70,8 @@ async def test_a_batch_stuck_retrying_is_given_up_when_its_partitions_are_revoke
     async def handler(batch: Batch) -> None:
         raise OperationalError("INSERT", {}, ConnectionError("database is down"))
 
-    plumbing, kafka = _plumbing(engine, handler, grace=0.5), _Consumer()
-    consuming = asyncio.create_task(plumbing.consume(kafka, [_Record(3, 40), _Record(3, 41)]))  # type: ignore[arg-type]
+    plumbing, kafka = _plumbing(engine, handler, grace=0.5), RecordingConsumer()
+    consuming = asyncio.create_task(plumbing.consume(kafka, [FakeRecord(3, 40), FakeRecord(3, 41)]))  # type: ignore[arg-type]
     await asyncio.sleep(0.3)
     await plumbing.quiesce(set())
     await asyncio.wait_for(consuming, 5)
@@ -105,9 +85,9 @@ async def test_after_drain_no_batch_is_processed(engine: Any) -> None:
     async def handler(batch: Batch) -> None:
         seen.extend(r.offset for r in batch.records)
 
-    plumbing, kafka = _plumbing(engine, handler), _Consumer()
-    await plumbing.consume(kafka, [_Record(0, 0)])  # type: ignore[arg-type]
+    plumbing, kafka = _plumbing(engine, handler), RecordingConsumer()
+    await plumbing.consume(kafka, [FakeRecord(0, 0)])  # type: ignore[arg-type]
     await plumbing.drain()
-    await plumbing.consume(kafka, [_Record(0, 1)])  # type: ignore[arg-type]
+    await plumbing.consume(kafka, [FakeRecord(0, 1)])  # type: ignore[arg-type]
     assert seen == [0]
     assert [offset for _, offset in kafka.seeks] == [1]
