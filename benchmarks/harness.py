@@ -3,6 +3,9 @@
 A module exposes ``run(quick: bool) -> dict[str, float]`` (or ``run_repeated``, see
 ``_runs``); each figure is
 reported as the median of ``repeats`` runs (at least 3) with its min and max,
+except in a quick run of a module that sets ``QUICK_RUNS`` (and says why in
+``QUICK_RUNS_WHY``): its fixed costs per run, not its measurement, would take the quick
+suite past its 3 minutes,
 together with the machine, the versions and the date, in
 ``benchmarks/results/latest.json`` and ``latest.md`` (a quick run: ``latest-quick.*``, so
 that it never replaces the full run's table).
@@ -162,6 +165,20 @@ def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str
     return summarise(runs), "; ".join(failures) or None, time.perf_counter() - started_module
 
 
+def runs_of(name: str, quick: bool, repeats: int) -> tuple[int, str | None]:
+    """The runs of a module, and why they are fewer than ``repeats`` when they are."""
+    if not quick:
+        return repeats, None
+    try:
+        module = importlib.import_module(f"benchmarks.{name}")
+    except ModuleNotFoundError:
+        return repeats, None  # run_module says so
+    runs: int = getattr(module, "QUICK_RUNS", repeats)
+    if runs >= repeats:
+        return repeats, None
+    return runs, f"quick: {runs} run(s), {getattr(module, 'QUICK_RUNS_WHY', 'fixed costs per run')}"
+
+
 def verdict(key: str, median: float) -> str:
     if key not in GOALS:
         return ""
@@ -229,8 +246,11 @@ def main(argv: list[str]) -> None:
     started = time.perf_counter()
     for name in only:
         print(f"== {name}", flush=True)
+        runs, why = runs_of(name, quick, repeats)
+        if why:
+            results["notes"][name] = why
         with LoadWatch() as load:
-            figures, note, seconds = run_module(name, quick, repeats)
+            figures, note, seconds = run_module(name, quick, runs)
         results["module_seconds"][name] = round(seconds, 1)
         results["module_load"][name] = load.summary()
         print(
@@ -241,7 +261,7 @@ def main(argv: list[str]) -> None:
         if figures:
             results["figures"][name] = figures
         if note:
-            results["notes"][name] = note
+            results["notes"][name] = "; ".join(filter(None, (why, note)))
             print(f"  {note}")
     results["seconds"] = round(time.perf_counter() - started, 1)
     write(results)
