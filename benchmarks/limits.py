@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.common import broker, fresh_database, postgres_available
 from shared.events import Envelope, parse_data
@@ -54,15 +54,15 @@ async def kafka_throughput(n: int) -> dict[str, float]:
         futures = [await producer.send("bench.raw", m, key=m[60:80]) for m in messages]
         await asyncio.gather(*futures)
         produce_s = time.perf_counter() - started
+        partitions = await producer.partitions_for("bench.raw")
         await producer.stop()
+        # Partitions assigned, no group: Tansu answers a JoinGroup after half the session
+        # timeout (5 s with aiokafka's default), a wait that is no part of consuming.
         consumer = AIOKafkaConsumer(
-            "bench.raw",
-            bootstrap_servers=running.bootstrap,
-            group_id="bench",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
+            bootstrap_servers=running.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
         )
         await consumer.start()
+        consumer.assign([TopicPartition("bench.raw", p) for p in partitions])
         seen, started = 0, 0.0
         while seen < n:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
