@@ -29,7 +29,7 @@ import gc
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -238,15 +238,25 @@ async def handle_candidates(batch: Batch, cache: StateCache) -> None:
         await _write(batch, plan, cache)
 
 
+@dataclass(slots=True)
+class Outcome:
+    """Whether a plan was committed exactly as planned: all that a later plan leaning on it
+    needs of it. Holding the plan itself chained every plan to the one before it, so a
+    replay kept every batch's states and tally changes alive (3.3 GB of quota RSS for a
+    tenth of the country, 2026-12-06)."""
+
+    kept: bool = False
+
+
 @dataclass
 class Plan:
     """A batch decided: what it writes, and what it was decided against.
 
     ``named``: the candidates of the batch (sorted); ``versions``: the version of each of
     them that has a row, as its state was read; ``known``: the digests of the batch's ids
-    it took as taken in before (every other id it took as new); ``leans_on``: the plan
-    whose writes it took as done (see :class:`CandidatePipeline`); ``kept``: committed as
-    planned.
+    it took as taken in before (every other id it took as new); ``leans_on``: the outcome
+    of the plan whose writes it took as done (see :class:`CandidatePipeline`);
+    ``outcome``: its own (``kept``: committed as planned).
     """
 
     records: int
@@ -258,8 +268,12 @@ class Plan:
     touched: dict[str, CandidateState]
     rows: list[dict[str, Any]]
     processed: list[dict[str, Any]]
-    leans_on: Plan | None = None
-    kept: bool = False
+    leans_on: Outcome | None = None
+    outcome: Outcome = field(default_factory=Outcome)
+
+    @property
+    def kept(self) -> bool:
+        return self.outcome.kept
 
     async def holds(self, batch: Batch) -> bool:
         """Whether the plan still holds in ``batch``'s transaction (locking the candidates' rows).
@@ -349,7 +363,7 @@ async def _write(batch: Batch, plan: Plan, cache: StateCache) -> None:
     await plan.effects.write(connection, {d.id: d.raw for d, _ in plan.fresh})
 
     def committed() -> None:
-        plan.kept = True
+        plan.outcome.kept = True
         for row in plan.rows:
             cache.put(row["candidate_id"], row["version"], plan.touched[row["candidate_id"]])
         plan.effects.report()
@@ -379,7 +393,7 @@ class CandidatePipeline:
             effects = Effects(datetime.now(UTC))
             items = _decode_candidates(records, effects)
             states, known = self._planned(items)
-            leans_on = self._last if states or known else None
+            leans_on = self._last.outcome if self._last is not None and (states or known) else None
             ids = sorted({e.candidate_id for _, e in items} - states.keys())
             unknown = [d.id for d, _ in items if d.id not in known]
             async with self.engine.connect() as connection:
