@@ -140,43 +140,43 @@ def _runs(module: Any, quick: bool, repeats: int) -> Iterator[dict[str, float] |
 
 
 def run_module(name: str, quick: bool, repeats: int) -> tuple[dict[str, dict[str, float]], str | None, float]:
-    """The module's figures over ``repeats`` runs, a note when it could not run, its seconds.
-    A run that fails is noted and the others still count: one broken figure does not lose
-    a whole run's table."""
+    """The module's figures over ``repeats`` runs (fewer in a quick run where the module says
+    why), a note when it ran fewer or could not run, its seconds. A run that fails is noted
+    and the others still count: one broken figure does not lose a whole run's table."""
     started_module = time.perf_counter()
     try:
         module = importlib.import_module(f"benchmarks.{name}")
     except ModuleNotFoundError as exc:
         return {}, f"not available: {exc}", 0.0
+    count, why = runs_of(module, quick, repeats)
     runs: list[dict[str, float]] = []
     failures: list[str] = []
     started = time.perf_counter()
-    for i, outcome in enumerate(_runs(module, quick, repeats)):
+    for i, outcome in enumerate(_runs(module, quick, count)):
         if isinstance(outcome, Exception):
             failures.append(f"run {i + 1} failed: {outcome!r}"[:300])
             print(f"  {name} {failures[-1]}", flush=True)
         else:
             runs.append(outcome)
             print(
-                f"  {name} run {i + 1}/{repeats} in {time.perf_counter() - started:.1f}s: {outcome}",
+                f"  {name} run {i + 1}/{count} in {time.perf_counter() - started:.1f}s: {outcome}",
                 flush=True,
             )
         started = time.perf_counter()
-    return summarise(runs), "; ".join(failures) or None, time.perf_counter() - started_module
+    return (
+        summarise(runs),
+        "; ".join(filter(None, (why, *failures))) or None,
+        time.perf_counter() - started_module,
+    )
 
 
-def runs_of(name: str, quick: bool, repeats: int) -> tuple[int, str | None]:
+def runs_of(module: Any, quick: bool, repeats: int) -> tuple[int, str | None]:
     """The runs of a module, and why they are fewer than ``repeats`` when they are."""
-    if not quick:
-        return repeats, None
-    try:
-        module = importlib.import_module(f"benchmarks.{name}")
-    except ModuleNotFoundError:
-        return repeats, None  # run_module says so
-    runs: int = getattr(module, "QUICK_RUNS", repeats)
+    runs: int = getattr(module, "QUICK_RUNS", repeats) if quick else repeats
     if runs >= repeats:
         return repeats, None
-    return runs, f"quick: {runs} run(s), {getattr(module, 'QUICK_RUNS_WHY', 'fixed costs per run')}"
+    why = getattr(module, "QUICK_RUNS_WHY", "fixed costs per run")
+    return runs, f"quick: {runs} run(s) (a full run has {repeats}): {why}"
 
 
 def verdict(key: str, median: float) -> str:
@@ -246,11 +246,8 @@ def main(argv: list[str]) -> None:
     started = time.perf_counter()
     for name in only:
         print(f"== {name}", flush=True)
-        runs, why = runs_of(name, quick, repeats)
-        if why:
-            results["notes"][name] = why
         with LoadWatch() as load:
-            figures, note, seconds = run_module(name, quick, runs)
+            figures, note, seconds = run_module(name, quick, repeats)
         results["module_seconds"][name] = round(seconds, 1)
         results["module_load"][name] = load.summary()
         print(
@@ -261,7 +258,7 @@ def main(argv: list[str]) -> None:
         if figures:
             results["figures"][name] = figures
         if note:
-            results["notes"][name] = "; ".join(filter(None, (why, note)))
+            results["notes"][name] = note
             print(f"  {note}")
     results["seconds"] = round(time.perf_counter() - started, 1)
     write(results)

@@ -33,8 +33,7 @@ os.environ.setdefault(SESSION_TIMEOUT_ENV, "3000")
 
 QUICK_RUNS = 1
 QUICK_RUNS_WHY = (
-    "a run's two brokers, databases, services and group joins cost ~20 s against ~7 s of "
-    "measuring (the full run has 3)"
+    "a run's two brokers, databases, services and group joins cost ~20 s against ~7 s of measuring"
 )
 
 
