@@ -20,6 +20,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,24 @@ from benchmarks.common import broker, fresh_database, percentile
 from shared.consumer import SESSION_TIMEOUT_ENV
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 
-os.environ.setdefault(SESSION_TIMEOUT_ENV, "3000")
-
 QUICK_RUNS = 1
 QUICK_RUNS_WHY = (
     "a run's two brokers, databases, services and group joins cost ~20 s against ~7 s of measuring"
 )
+
+
+@contextmanager
+def _short_sessions() -> Iterator[None]:
+    """A 3 s consumer session while this module's services run (a group join on Tansu waits
+    half of it), and the environment as it was after: the modules that run later in the
+    same process (the end-to-end services) keep their own default."""
+    before = os.environ.get(SESSION_TIMEOUT_ENV)
+    os.environ[SESSION_TIMEOUT_ENV] = before or "3000"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[SESSION_TIMEOUT_ENV]
 
 
 def _settings(bootstrap: str, url: str) -> Any:
@@ -93,10 +107,16 @@ async def _replay_events(
     return total, total / elapsed
 
 
-def replay_events_per_s(events: list[dict[str, Any]]) -> float:
-    """Ketnap's replay of someone else's candidate events (the peer benchmark's feed)."""
-    with tempfile.TemporaryDirectory() as tmp, broker() as running, fresh_database(Path(tmp), "peer") as url:
-        _, rate = asyncio.run(_replay_events(running.bootstrap, url, events, []))
+def replay_events_per_s(events: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:
+    """Ketnap's replay of someone else's candidate events (the peer benchmark's feed), its
+    reference events (branch registrations) on their topic first and not timed."""
+    with (
+        _short_sessions(),
+        tempfile.TemporaryDirectory() as tmp,
+        broker() as running,
+        fresh_database(Path(tmp), "peer") as url,
+    ):
+        _, rate = asyncio.run(_replay_events(running.bootstrap, url, events, reference))
     return rate
 
 
@@ -150,7 +170,7 @@ async def _freshness(bootstrap: str, url: str, rate: int, seconds: float) -> dic
 def run(quick: bool) -> dict[str, float]:
     candidates = 6_000 if quick else 53_000  # ~3.8 events each: ~23,000 / ~200,000 events
     figures: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with _short_sessions(), tempfile.TemporaryDirectory() as tmp:
         with broker() as running, fresh_database(Path(tmp), "quota_replay") as url:
             figures |= asyncio.run(_replay(running.bootstrap, url, candidates))
         with broker() as running, fresh_database(Path(tmp), "quota_fresh") as url:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
 
 from benchmarks import harness, intake, quota
+from shared.consumer import SESSION_TIMEOUT_ENV
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +40,17 @@ def test_verdicts_follow_the_goals_direction() -> None:
     assert harness.verdict("intake_events_per_s", 30_000) == ">= 30000: met"
     assert harness.verdict("intake_p99_ms", 20) == "< 20: NOT met"
     assert harness.verdict("intake_p50_ms", 1) == ""
+
+
+def test_the_quota_module_shortens_sessions_only_while_its_services_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(SESSION_TIMEOUT_ENV, raising=False)
+    importlib.reload(quota)
+    assert SESSION_TIMEOUT_ENV not in os.environ  # importing it sets nothing
+    with quota._short_sessions():
+        assert os.environ[SESSION_TIMEOUT_ENV] == "3000"
+    assert SESSION_TIMEOUT_ENV not in os.environ  # the end-to-end services keep their default
+    monkeypatch.setenv(SESSION_TIMEOUT_ENV, "1500")
+    with quota._short_sessions():
+        assert os.environ[SESSION_TIMEOUT_ENV] == "1500"  # an operator's choice stands
