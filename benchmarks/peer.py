@@ -22,7 +22,8 @@ with `make_app`'s settings) and opening the state stores are not counted: the cl
 starts at the first processed message. ``peer_events_per_cpu_s`` divides by this
 process's CPU time instead (Quix and librdkafka, not the broker): steadier on a loaded
 machine. ``peer_ratio`` is ketnap's replay throughput on the same events over the
-peer's, when ``benchmarks.quota`` exposes ``replay_events_per_s(events)``.
+peer's, when ``benchmarks.quota`` exposes ``replay_events_per_s(events, reference)``
+(the branch registrations first, untimed, as the peer's job knows every branch's province).
 """
 
 from __future__ import annotations
@@ -465,14 +466,15 @@ def check_outputs(bootstrap: str, feed: Feed) -> None:
         raise RuntimeError(f"{PEER_PROVINCES} does not end with the feed's province tallies")
 
 
-def ketnap_replay(events: list[dict[str, Any]]) -> float | None:
-    """Ketnap's own replay of the same events, if ``benchmarks.quota`` offers it."""
+def ketnap_replay(feed: Feed) -> float | None:
+    """Ketnap's own replay of the same events, its branches registered first as the peer's job
+    has their provinces before it starts, if ``benchmarks.quota`` offers it."""
     try:
         from benchmarks import quota
     except ImportError:
         return None
     measure = getattr(quota, "replay_events_per_s", None)
-    return float(measure(events)) if callable(measure) else None
+    return float(measure(feed.events, feed.reference)) if callable(measure) else None
 
 
 def run(quick: bool) -> dict[str, float]:
@@ -488,7 +490,7 @@ def run(quick: bool) -> dict[str, float]:
         "peer_events_per_cpu_s": replayed.events_per_cpu_s,
         "peer_events": float(n),
     }
-    ketnap_rate = ketnap_replay(feed.events)
+    ketnap_rate = ketnap_replay(feed)
     if ketnap_rate is not None:
         figures["peer_ratio"] = ketnap_rate / replayed.events_per_s
     return figures
