@@ -20,8 +20,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +35,17 @@ QUICK_RUNS_WHY = (
 )
 
 
-@contextmanager
-def _short_sessions() -> Iterator[None]:
-    """A 3 s consumer session while this module's services run (a group join on Tansu waits
-    half of it), and the environment as it was after: the modules that run later in the
-    same process (the end-to-end services) keep their own default."""
-    before = os.environ.get(SESSION_TIMEOUT_ENV)
-    os.environ[SESSION_TIMEOUT_ENV] = before or "3000"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[SESSION_TIMEOUT_ENV]
-
-
 def _settings(bootstrap: str, url: str) -> Any:
     from shared.settings import Settings
 
-    return Settings(service="quota", kafka_bootstrap=bootstrap, database_url=url, log_level="WARNING")
+    return Settings(
+        service="quota",
+        kafka_bootstrap=bootstrap,
+        database_url=url,
+        log_level="WARNING",
+        # A group join on Tansu waits half the session: 3 s unless the environment sets one.
+        kafka_session_timeout_ms=int(os.environ.get(SESSION_TIMEOUT_ENV) or 3000),
+    )
 
 
 async def _fill(bootstrap: str, events: list[dict[str, Any]], topic: str) -> None:
@@ -110,12 +101,7 @@ async def _replay_events(
 def replay_events_per_s(events: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:
     """Ketnap's replay of someone else's candidate events (the peer benchmark's feed), its
     reference events (branch registrations) on their topic first and not timed."""
-    with (
-        _short_sessions(),
-        tempfile.TemporaryDirectory() as tmp,
-        broker() as running,
-        fresh_database(Path(tmp), "peer") as url,
-    ):
+    with tempfile.TemporaryDirectory() as tmp, broker() as running, fresh_database(Path(tmp), "peer") as url:
         _, rate = asyncio.run(_replay_events(running.bootstrap, url, events, reference))
     return rate
 
@@ -170,7 +156,7 @@ async def _freshness(bootstrap: str, url: str, rate: int, seconds: float) -> dic
 def run(quick: bool) -> dict[str, float]:
     candidates = 6_000 if quick else 53_000  # ~3.8 events each: ~23,000 / ~200,000 events
     figures: dict[str, float] = {}
-    with _short_sessions(), tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         with broker() as running, fresh_database(Path(tmp), "quota_replay") as url:
             figures |= asyncio.run(_replay(running.bootstrap, url, candidates))
         with broker() as running, fresh_database(Path(tmp), "quota_fresh") as url:

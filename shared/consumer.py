@@ -72,7 +72,7 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 FAULT_KILL_ENV = "KETNAP_FAULT_KILL_AFTER_COMMIT_PROB"
-SESSION_TIMEOUT_ENV = "KETNAP_KAFKA_SESSION_TIMEOUT_MS"
+SESSION_TIMEOUT_ENV = "KETNAP_KAFKA_SESSION_TIMEOUT_MS"  # Settings.kafka_session_timeout_ms
 FAULT_EXIT_CODE = 86
 RECORDED_HEADER = "recordedtime"
 MAX_BACKOFF_S = 30.0
@@ -143,9 +143,9 @@ def make_broker(settings: Settings) -> KafkaBroker:
     )
 
 
-def group_timing() -> dict[str, int]:
+def group_timing(settings: Settings) -> dict[str, int]:
     """Session, heartbeat and rebalance timeouts of the consumer group (ms)."""
-    session = int(os.environ.get(SESSION_TIMEOUT_ENV) or 10_000)
+    session = settings.kafka_session_timeout_ms
     return {
         "session_timeout_ms": session,
         "heartbeat_interval_ms": max(100, session // 5),
@@ -236,7 +236,7 @@ class BatchConsumer:
 
     def subscribe(self, broker: KafkaBroker) -> None:
         """Register the batch subscriber on ``broker`` (started with the broker)."""
-        timing = group_timing()
+        timing = group_timing(self.settings)
         subscriber = broker.subscriber(
             *self.spec.topics,
             batch=True,

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     kafka_sasl_password_file: Path | None = None
     kafka_ssl_cafile: Path | None = None
     kafka_client_id: str | None = None
+    # The consumer group's session (heartbeat a fifth of it, rebalance the same): how soon a
+    # dead replica's partitions move. Tansu completes a (re)join only after about half of
+    # it, so the tests and benchmarks on it shorten it.
+    kafka_session_timeout_ms: Annotated[int, Field(ge=100)] = 10_000
 
     tokens: SecretStr | None = None
     tokens_file: Path | None = None

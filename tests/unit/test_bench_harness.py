@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import harness, intake, quota
 from shared.consumer import SESSION_TIMEOUT_ENV
+from shared.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -42,15 +43,13 @@ def test_verdicts_follow_the_goals_direction() -> None:
     assert harness.verdict("intake_p50_ms", 1) == ""
 
 
-def test_the_quota_module_shortens_sessions_only_while_its_services_run(
+def test_the_quota_module_shortens_its_own_services_sessions_not_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(SESSION_TIMEOUT_ENV, raising=False)
     importlib.reload(quota)
-    assert SESSION_TIMEOUT_ENV not in os.environ  # importing it sets nothing
-    with quota._short_sessions():
-        assert os.environ[SESSION_TIMEOUT_ENV] == "3000"
+    assert quota._settings("127.0.0.1:1", "sqlite+aiosqlite://").kafka_session_timeout_ms == 3000
     assert SESSION_TIMEOUT_ENV not in os.environ  # the end-to-end services keep their default
+    assert Settings().kafka_session_timeout_ms == 10_000
     monkeypatch.setenv(SESSION_TIMEOUT_ENV, "1500")
-    with quota._short_sessions():
-        assert os.environ[SESSION_TIMEOUT_ENV] == "1500"  # an operator's choice stands
+    assert quota._settings("127.0.0.1:1", "sqlite+aiosqlite://").kafka_session_timeout_ms == 1500
