@@ -34,7 +34,7 @@ import httpx
 import orjson
 import psutil
 
-from benchmarks.common import broker, fresh_database, percentile, postgres_available
+from benchmarks.common import broker, fresh_database, percentile
 from benchmarks.vacuum import AutovacuumStandIn
 from ketnap.generate import GeneratorConfig, generate
 from shared.embedded_broker import EmbeddedBroker, free_port
@@ -118,7 +118,8 @@ def services(running_broker: EmbeddedBroker, workdir: Path) -> Iterator[Running]
             )
             urls[name] = f"http://127.0.0.1:{port}"
         maintenance = None
-        if postgres_available():  # its drop ends before the databases' (the stack unwinds in reverse)
+        if all(url.startswith("postgresql") for url in databases):  # SQLite has no vacuum to stand in for
+            # Entered after the databases, so it stops before they are dropped.
             maintenance = stack.enter_context(AutovacuumStandIn(databases))
         try:
             _wait_ready(urls)

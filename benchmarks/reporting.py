@@ -165,9 +165,9 @@ def _measured(quick: bool, query_runs: int) -> Generator[dict[str, float]]:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'reporting.sqlite'}"
         engine, reads, fold = runner.run(_loaded(url, quick))
         try:
-            for round_ in range(query_runs):
-                queries = runner.run(latencies(reads, 50 if quick else 200))
-                yield fold | queries if round_ == 0 else queries
+            for _ in range(query_runs):
+                yield fold | runner.run(latencies(reads, 50 if quick else 200))
+                fold = {}  # the fold's figures belong to the first run only
         finally:
             runner.run(engine.dispose())
 

@@ -44,9 +44,9 @@ def due(stats: TableStats) -> tuple[bool, bool]:
     return vacuum, analyse
 
 
-def command(stats: TableStats) -> str | None:
-    vacuum, analyse = due(stats)
-    name = '"' + stats.name.replace('"', '""') + '"'
+def command(table: str, vacuum: bool, analyse: bool) -> str | None:
+    """The statement doing what is due for ``table`` (quoted), or None."""
+    name = '"' + table.replace('"', '""') + '"'
     if vacuum:
         return f"VACUUM (ANALYZE) {name}" if analyse else f"VACUUM {name}"
     return f"ANALYZE {name}" if analyse else None
@@ -95,11 +95,10 @@ class AutovacuumStandIn:
             "SELECT relname, n_live_tup, n_dead_tup, n_mod_since_analyze FROM pg_stat_user_tables"
         )
         for row in rows:
-            stats = TableStats(row[0], int(row[1]), int(row[2]), int(row[3]))
-            statement = command(stats)
+            vacuum, analyse = due(TableStats(row[0], int(row[1]), int(row[2]), int(row[3])))
+            statement = command(row[0], vacuum, analyse)
             if statement is None or self._stop.is_set():
                 continue
             await connection.execute(statement)
-            vacuum, analyse = due(stats)
             self.vacuums += vacuum
             self.analyses += analyse

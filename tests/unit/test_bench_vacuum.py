@@ -21,8 +21,7 @@ def test_a_table_is_analysed_past_fifty_changes_and_a_tenth_of_its_rows() -> Non
 
 
 def test_the_statement_does_what_is_due_and_quotes_the_name() -> None:
-    assert command(TableStats("t", live=0, dead=0, modified_since_analyze=0)) is None
-    assert command(TableStats("t", live=0, dead=100, modified_since_analyze=0)) == 'VACUUM "t"'
-    assert command(TableStats("t", live=0, dead=0, modified_since_analyze=100)) == 'ANALYZE "t"'
-    both = TableStats('we"ird', live=0, dead=100, modified_since_analyze=100)
-    assert command(both) == 'VACUUM (ANALYZE) "we""ird"'
+    assert command("t", vacuum=False, analyse=False) is None
+    assert command("t", vacuum=True, analyse=False) == 'VACUUM "t"'
+    assert command("t", vacuum=False, analyse=True) == 'ANALYZE "t"'
+    assert command('we"ird', vacuum=True, analyse=True) == 'VACUUM (ANALYZE) "we""ird"'
