@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.common import broker, fresh_database, postgres_available
+from shared.db import asyncpg_dsn
 from shared.events import Envelope, parse_data
 
 SAMPLE_EVENT = {
@@ -95,8 +96,7 @@ async def upsert_throughput(url: str, rows: int) -> float:
     """Tally-shaped upserts, 5,000 rows per statement, through asyncpg arrays (``unnest``)."""
     import asyncpg  # type: ignore[import-untyped]
 
-    dsn = url.replace("postgresql+asyncpg", "postgresql")
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await connection.execute(
             "CREATE TABLE bench_tally (branch_id text, day date, metric text, category text, value bigint, "

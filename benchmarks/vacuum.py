@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
+from shared.db import asyncpg_dsn
+
 VACUUM_THRESHOLD, VACUUM_SCALE = 50, 0.2
 ANALYZE_THRESHOLD, ANALYZE_SCALE = 50, 0.1
 
@@ -56,7 +58,7 @@ class AutovacuumStandIn:
     """One worker per database (autovacuum has three for all of them), until the context ends."""
 
     def __init__(self, urls: Sequence[str], naptime_s: float = 60.0) -> None:
-        self.urls = [u.replace("postgresql+asyncpg://", "postgresql://") for u in urls]
+        self.urls = [asyncpg_dsn(url) for url in urls]
         self.naptime_s = naptime_s
         self.vacuums = self.analyses = 0
         self.active = False

@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL
 from services.intake.domain.decide import Accepted
 from services.intake.domain.registry import Placement
 from services.intake.store import EventRow
+from shared.db import asyncpg_dsn
 
 DRIVER_ERRORS: Final[tuple[type[BaseException], ...]] = (asyncpg.PostgresError, asyncpg.InterfaceError)
 """asyncpg's own errors: statements here bypass SQLAlchemy, which would have wrapped them."""
@@ -122,7 +123,7 @@ class PostgresPool:
     """
 
     def __init__(self, url: URL, size: int) -> None:
-        self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.dsn = asyncpg_dsn(url)
         self.size = size
         self._pool: Any = None
         self._opening = asyncio.Lock()

@@ -10,6 +10,7 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 import pytest
 
 from benchmarks.vacuum import AutovacuumStandIn
+from shared.db import asyncpg_dsn
 from tests.conftest import TEST_DATABASE_URL, eventually, fresh_database_url
 
 pytestmark = [
@@ -20,7 +21,7 @@ pytestmark = [
 
 async def test_the_stand_in_vacuums_a_queue_table_only_when_autovacuum_is_off(tmp_path: Path) -> None:
     url = await fresh_database_url(tmp_path)
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         autovacuum_off = await connection.fetchval("SHOW autovacuum") == "off"
         await connection.execute("CREATE TABLE queue (id bigint PRIMARY KEY)")
