@@ -3,6 +3,11 @@
 - ``quota_replay_events_per_s``: a full ``ketnap.candidate-events`` topic (branches and
   targets registered first) replayed by the quota service to committed tallies:
   events / seconds from the first batch to the last commit (group join excluded).
+- ``quota_replay_2_replicas_events_per_s``: the same replay by two replicas of the
+  service, each a process of its own in one consumer group on the same database (how a
+  second core is put to work: one process uses one): events committed after both had
+  their first batch, over the seconds from then to the last commit (the group's join
+  and rebalance excluded, as the join is for one replica). On PostgreSQL only.
 - ``quota_freshness_p50_ms`` / ``quota_freshness_p99_ms``: events produced at 2,000/s
   by another process; the age of each event (producer timestamp -> database commit of
   its batch), as the consumer plumbing measures it.
@@ -25,7 +30,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.common import broker, fresh_database, percentile
+from benchmarks.common import broker, fresh_database, percentile, postgres_available
 from shared.consumer import SESSION_TIMEOUT_ENV
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
 
@@ -98,6 +103,71 @@ async def _replay_events(
     return total, total / elapsed
 
 
+REPLICAS = 2
+
+
+async def _replay_replicas(bootstrap: str, url: str, candidates: int, replicas: int) -> dict[str, float]:
+    """The quick or full feed replayed by ``replicas`` service processes in one group.
+
+    Progress is the positions the replicas committed to the database (a redelivery after
+    the rebalance is not counted twice there), read every 20 ms."""
+    from shared.db import make_engine
+    from tests.integration.quota.feed import make_feed
+
+    feed = make_feed(candidates, branches=2000, seed=42)
+    await _fill(bootstrap, feed.reference, REFERENCE_EVENTS)
+    await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
+    total = len(feed.candidates)
+    spawn = multiprocessing.get_context("spawn")
+    first = spawn.Array("d", replicas)  # 1.0 once a replica has had its first batch
+    stop = spawn.Event()
+    children = [
+        spawn.Process(target=_replica, args=(bootstrap, url, i, first, stop)) for i in range(replicas)
+    ]
+    for child in children:
+        child.start()
+    engine = make_engine(url)
+    try:
+        await _until(lambda: all(first[:]) or not all(c.is_alive() for c in children), within=300)
+        stable, done_then = time.perf_counter(), await _committed(engine)
+        while (done := await _committed(engine)) < total:
+            if not all(c.is_alive() for c in children):
+                raise RuntimeError(f"a quota replica died: {[c.exitcode for c in children]}")
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - stable
+    finally:
+        stop.set()
+        for child in children:
+            await asyncio.to_thread(child.join, 60)
+        await engine.dispose()
+    return {f"quota_replay_{replicas}_replicas_events_per_s": (done - done_then) / elapsed}
+
+
+async def _committed(engine: Any) -> int:
+    """Candidate events whose effect is committed: the sum of the stored positions (from 0)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as connection:
+        query = "SELECT coalesce(sum(next_offset), 0) FROM quota_consumer_offsets WHERE topic = :topic"
+        return int(await connection.scalar(text(query), {"topic": CANDIDATE_EVENTS}))
+
+
+def _replica(bootstrap: str, url: str, index: int, first: Any, stop: Any) -> None:
+    """One quota replica (in a child process): the service's own lifespan until ``stop``."""
+
+    async def serve() -> None:
+        from services.quota.app import create_app
+
+        app = create_app(_settings(bootstrap, url))
+        async with app.router.lifespan_context(app):
+            consumer = app.state.quota_consumers[0]
+            while not stop.is_set():
+                first[index] = float(consumer.first_batch_at is not None)
+                await asyncio.sleep(0.02)
+
+    asyncio.run(serve())
+
+
 def replay_events_per_s(events: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:
     """Ketnap's replay of someone else's candidate events (the peer benchmark's feed), its
     reference events (branch registrations) on their topic first and not timed."""
@@ -159,6 +229,9 @@ def run(quick: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         with broker() as running, fresh_database(Path(tmp), "quota_replay") as url:
             figures |= asyncio.run(_replay(running.bootstrap, url, candidates))
+        if postgres_available():  # SQLite has one writer: a second replica would only wait for it
+            with broker() as running, fresh_database(Path(tmp), "quota_replicas") as url:
+                figures |= asyncio.run(_replay_replicas(running.bootstrap, url, candidates, REPLICAS))
         with broker() as running, fresh_database(Path(tmp), "quota_fresh") as url:
             figures |= asyncio.run(_freshness(running.bootstrap, url, 2000, 3 if quick else 15))
     return figures

@@ -11,6 +11,13 @@ of them ``female``, some a profile category), as the quota service emits them.
   batch handler path (`Folder.fold`, batches of ``reporting_batch``), on the
   benchmark database (PostgreSQL when one runs on 127.0.0.1:5432, else SQLite);
   the registrations are loaded first and not counted.
+- ``reporting_fold_2_replicas_per_s``: the same year folded by two replicas at once, each
+  a process of its own with its own connection, on a second database: each folds the
+  changes of the partitions it would be given (the quota publishes tally changes keyed
+  by branch, murmur2 as the Java client; partition ``p`` of 12 to replica ``p % 2`` as
+  aiokafka's round-robin assignor gives them), in the same batches; changes over the
+  seconds from both starting to the last one finishing. The replicas share the hot
+  rows (``VN``, provinces), which the fold's lock order serialises. On PostgreSQL only.
 - ``query_<unit>_<period>_p50_ms`` / ``_p99_ms``: one rollup answer
   (`ReportingReads.rollup`: validation, one snapshot, every query, the answer dict)
   for ``VN``, a province (``P01`` Hà Nội, the largest, in both trees) and a commune,
@@ -25,6 +32,7 @@ of them ``female``, some a profile category), as the quota service emits them.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import random
 import sys
@@ -33,11 +41,13 @@ import time
 from collections.abc import Generator, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from benchmarks.common import fresh_database, percentile
+from benchmarks.common import fresh_database, percentile, postgres_available
+from services.intake.partition import murmur2, partition_of
 from services.reporting.domain import BranchRegistration
 from services.reporting.fold import Change, Folder, Registration
 from services.reporting.placing import Placer
@@ -47,8 +57,13 @@ from services.reporting.series import SERIES
 from shared.db import make_engine, migrate
 from shared.orgtree import load_org_trees
 from shared.settings import Settings
+from shared.topics import TALLY_CHANGES, TOPICS
 
 BRANCHES = 100_000
+QUICK_SIZE = (20_000, 60_000, 55)  # branches, events, days
+FULL_SIZE = (BRANCHES, 2_000_000, 366)
+REPLICAS = 2
+TALLY_PARTITIONS = list(range(next(t.partitions for t in TOPICS if t.name == TALLY_CHANGES)))
 METRICS = ("sourced", "class_completed", "dossier_verified", "admitted", "confirmed")
 CATEGORIES = ("ethnic_minority", "youth_union", "student", "religious", "private_sector")
 QUERIES = {
@@ -96,17 +111,23 @@ def changes(branches: list[BranchRegistration], events: int, days: int, batch: i
         yield pending
 
 
+async def register(
+    engine: AsyncEngine, folder: Folder, branches: list[BranchRegistration], batch: int
+) -> None:
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    for offset in range(0, len(branches), batch):
+        async with engine.begin() as connection:
+            group = branches[offset : offset + batch]
+            await folder.register(connection, [Registration(b, at, f"reg-{b.branch_id}") for b in group])
+
+
 async def load(
     engine: AsyncEngine, folder: Folder, size: tuple[int, int, int], batch: int
 ) -> dict[str, float]:
     """Register ``size``'s branches, then fold its events over its days; the fold is timed."""
     count, events, days = size
     branches = registrations(count)
-    at = datetime(2024, 1, 1, tzinfo=UTC)
-    for offset in range(0, len(branches), batch):
-        async with engine.begin() as connection:
-            group = branches[offset : offset + batch]
-            await folder.register(connection, [Registration(b, at, f"reg-{b.branch_id}") for b in group])
+    await register(engine, folder, branches, batch)
     folded, spent = 0, 0.0
     for chunk in changes(branches, events, days, batch):
         started = time.perf_counter()
@@ -115,6 +136,68 @@ async def load(
         spent += time.perf_counter() - started
         folded += len(chunk)
     return {"reporting_fold_per_s": folded / spent, "reporting_changes_loaded": float(folded)}
+
+
+def replica_of(branch_id: str, replicas: int) -> int:
+    """The replica folding ``branch_id``'s changes: its partition's, ``p % replicas``."""
+    return partition_of(murmur2(branch_id.encode()), TALLY_PARTITIONS) % replicas
+
+
+def fold_replicas(url: str, size: tuple[int, int, int], replicas: int, batch: int) -> dict[str, float]:
+    """``size``'s year folded by ``replicas`` processes at once into a new database at ``url``."""
+
+    async def prepare() -> None:
+        engine = make_engine(url)
+        try:
+            await migrate(engine, "reporting")
+            await register(engine, Folder(Placer(load_org_trees())), registrations(size[0]), batch)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    spawn = multiprocessing.get_context("spawn")
+    ready, folded = spawn.Barrier(replicas + 1), spawn.Array("q", replicas)
+    children = [
+        spawn.Process(target=_fold_replica, args=(url, size, batch, i, replicas, ready, folded))
+        for i in range(replicas)
+    ]
+    for child in children:
+        child.start()
+    ready.wait(timeout=600)  # every replica has its changes in hand
+    started = time.perf_counter()
+    for child in children:
+        child.join()
+    elapsed = time.perf_counter() - started
+    if any(child.exitcode for child in children):
+        raise RuntimeError(f"a fold replica failed: {[c.exitcode for c in children]}")
+    return {f"reporting_fold_{replicas}_replicas_per_s": sum(folded[:]) / elapsed}
+
+
+def _fold_replica(
+    url: str, size: tuple[int, int, int], batch: int, index: int, replicas: int, ready: Any, folded: Any
+) -> None:
+    """One replica (in a child process): its partitions' share of every batch, folded in turn."""
+    branches = registrations(size[0])
+    mine = {b.branch_id for b in branches if replica_of(b.branch_id, replicas) == index}
+    # A replica's batches are as big as one replica's: it reads its partitions at the same pace.
+    chunks = [
+        [c for c in chunk if c.branch_id in mine] for chunk in changes(branches, *size[1:], batch * replicas)
+    ]
+
+    async def fold() -> None:
+        engine, folder = make_engine(url), Folder(Placer(load_org_trees()))
+        try:
+            async with engine.connect() as connection:  # the pool's connection made before the clock
+                await connection.execute(text("SELECT 1"))
+            ready.wait(timeout=600)
+            for chunk in chunks:
+                async with engine.begin() as connection:
+                    await folder.fold(connection, chunk)
+                folded[index] += len(chunk)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(fold())
 
 
 async def latencies(reads: ReportingReads, repeats: int) -> dict[str, float]:
@@ -144,7 +227,7 @@ async def _loaded(url: str, quick: bool) -> tuple[AsyncEngine, ReportingReads, d
     engine = make_engine(url)
     await migrate(engine, "reporting")
     placer = Placer(load_org_trees())
-    size = (20_000, 60_000, 55) if quick else (BRANCHES, 2_000_000, 366)  # branches, events, days
+    size = QUICK_SIZE if quick else FULL_SIZE
     figures = await load(engine, Folder(placer), size, Settings().reporting_batch)
     if engine.dialect.name == "postgresql":
         async with engine.connect() as connection:
@@ -164,6 +247,10 @@ def _measured(quick: bool, query_runs: int) -> Generator[dict[str, float]]:
         if os.environ.get("KETNAP_BENCH_DATABASE") == "sqlite":
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'reporting.sqlite'}"
         engine, reads, fold = runner.run(_loaded(url, quick))
+        if postgres_available() and not os.environ.get("KETNAP_BENCH_DATABASE"):
+            with fresh_database(Path(tmp), "reporting_replicas") as replicas_url:
+                size = QUICK_SIZE if quick else FULL_SIZE
+                fold |= fold_replicas(replicas_url, size, REPLICAS, Settings().reporting_batch)
         try:
             for _ in range(query_runs):
                 yield fold | runner.run(latencies(reads, 50 if quick else 200))
