@@ -11,6 +11,9 @@
 - ``e2e_freshness_p99_ms``: once the pipeline has drained (the year loaded), events posted at 1,000 events/s
   (one request of 50 every 50 ms); for each, from the intake's answer to the first reporting
   answer (polled every 20 ms) that includes it.
+- ``e2e_quota_cache_hit_pct``: of the stored candidates the quota looked up over the
+  year, the share found in its state cache (``KETNAP_QUOTA_STATE_CACHE``) rather than
+  read and decoded from the database.
 - ``rss_mb_<service>``: peak resident memory of each service (its processes together)
   during the year.
 """
@@ -73,6 +76,17 @@ async def pipeline_state(client: httpx.AsyncClient, running: Running) -> tuple[f
                 totals[name] += float(line.rsplit(" ", 1)[1])
         state += totals.values()
     return tuple(state)
+
+
+async def quota_cache_lookups(client: httpx.AsyncClient, running: Running) -> dict[str, float]:
+    """The quota's state cache lookups so far, by result (``hit``, ``miss``), from its metrics."""
+    text = (await client.get(f"{running.urls['quota']}/metrics")).text
+    found = {"hit": 0.0, "miss": 0.0}
+    for result in found:
+        prefix = f'ketnap_quota_state_cache_lookups_total{{result="{result}"}} '
+        lines = (line for line in text.splitlines() if line.startswith(prefix))
+        found[result] = sum(float(line[len(prefix) :]) for line in lines)
+    return found
 
 
 async def drained(client: httpx.AsyncClient, running: Running) -> float:
@@ -246,6 +260,7 @@ async def national_year(running: Running, scale: float) -> dict[str, float]:
         admitted_s = time.perf_counter() - started
         # Final rollups: every change folded, not only the admissions the check counts.
         total_s = await drained(client, running) - started
+        cache = await quota_cache_lookups(client, running)
     stop.set()
     await watcher
     name = "national_year_s" if scale >= 1 else "year_at_scale_s"
@@ -257,6 +272,8 @@ async def national_year(running: Running, scale: float) -> dict[str, float]:
         "e2e_admissions_final_s": admitted_s,
     }
     figures |= {f"rss_mb_{service}": mb for service, mb in watch.peak_mb.items()}
+    if sum(cache.values()):
+        figures["e2e_quota_cache_hit_pct"] = 100 * cache["hit"] / sum(cache.values())
     if running.maintenance is not None:
         figures |= {
             "e2e_autovacuum_stand_in": float(running.maintenance.active),

@@ -38,6 +38,7 @@ METRICS: Final[dict[str, Metric]] = {
     "ketnap_batch_seconds": _m("histogram", "service"),
     "ketnap_outbox_backlog": _m("gauge", "service"),
     "ketnap_held_events": _m("gauge"),
+    "ketnap_quota_state_cache_lookups_total": _m("counter", "result"),
     "ketnap_freshness_seconds": _m("histogram", "service"),
     "ketnap_redeliveries_total": _m("counter", "service"),
     "ketnap_reporting_changes_applied_total": _m("counter"),

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # (docs/reporting.md, Performance), so it stays opt-in.
     reporting_batch: Annotated[int, Field(ge=1, le=100_000)] = 5000
     rollup_coalesce_s: Annotated[float, Field(ge=0)] = 1.0
+    # Candidate states the quota keeps decoded between batches (0: none). A hit saves
+    # reading and decoding the stored state, which measured no faster in 2026-12-06's
+    # replays; 50,000 entries held ~190 MiB more (services/quota/README.md, Memory).
+    quota_state_cache: Annotated[int, Field(ge=0, le=10_000_000)] = 10_000
     # Intake processes sharing its port (``ketnap intake``): one process is one core, and
     # a database decides duplicates and id conflicts whatever process asked. SQLite
     # always gets one (a second process would only queue on its single writer).

@@ -59,7 +59,8 @@ async def _maintain(resources: ServiceResources, ttl: timedelta) -> None:
 def tune_garbage_collector() -> None:
     """Freeze what start-up built and run the cyclic collector rarely.
 
-    The state cache keeps ~50,000 candidates of ~40 objects each alive; with the default
+    The state cache keeps up to ``quota_state_cache`` candidates of ~40 objects each alive
+    (50,000 when this was measured); with the default
     thresholds a replay triggered a full collection every few batches, each walking them
     all, and the collector took two thirds of the process's CPU (measured: 6.5 s of
     9.7 s for 50,000 events). Batches allocate much and free it by reference counting
@@ -82,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
             org = await asyncio.to_thread(load_org_trees)
             app.state.quota_reader = Reader(engine, org, settings)
             relay = OutboxRelay(engine, resources.producer, outbox, SERVICE)
-            pipeline = CandidatePipeline(engine, StateCache())
+            pipeline = CandidatePipeline(engine, StateCache(settings.quota_state_cache))
             consumers = (
                 BatchConsumer(
                     ConsumerSpec(SERVICE, CANDIDATE_GROUP, (CANDIDATE_EVENTS,)),

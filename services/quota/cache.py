@@ -12,24 +12,30 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from services.quota.domain import CandidateState
+from shared.metrics import counter
+
+LOOKUPS = counter(
+    "ketnap_quota_state_cache_lookups_total",
+    "Stored candidates looked up in the state cache, by result (a miss reads and decodes the stored state).",
+    ("result",),
+)
+_HIT, _MISS = LOOKUPS.labels("hit"), LOOKUPS.labels("miss")
 
 
 class StateCache:
     """Least-recently-used map candidate id -> (version, state), at most ``capacity`` entries."""
 
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[str, tuple[int, CandidateState]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, candidate_id: str, version: int) -> CandidateState | None:
         entry = self._entries.get(candidate_id)
         if entry is None or entry[0] != version:
-            self.misses += 1
+            _MISS.inc()
             return None
         self._entries.move_to_end(candidate_id)
-        self.hits += 1
+        _HIT.inc()
         return entry[1]
 
     def put(self, candidate_id: str, version: int, state: CandidateState) -> None:

@@ -69,3 +69,11 @@ def test_intake_workers_on_postgresql_and_always_one_on_sqlite() -> None:
     assert Settings(database_url="sqlite+aiosqlite:///i.db", intake_workers=3).intake_processes() == 1
     with pytest.raises(ValidationError):
         Settings(intake_workers=0)
+
+
+def test_quota_state_cache_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KETNAP_QUOTA_STATE_CACHE", "0")
+    assert Settings().quota_state_cache == 0
+    monkeypatch.setenv("KETNAP_QUOTA_STATE_CACHE", "-1")
+    with pytest.raises(ValidationError):
+        Settings()

@@ -8,6 +8,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from services.quota import wire
 from services.quota.cache import StateCache
@@ -220,14 +221,20 @@ def test_candidate_row_of_a_held_event() -> None:
 
 def test_the_state_cache_trusts_only_the_version_it_was_given() -> None:
     cache, state = StateCache(capacity=2), CandidateState("c-1")
+    hits, misses = _lookups("hit"), _lookups("miss")
     cache.put("c-1", 4, state)
     assert cache.get("c-1", 4) is state
     assert cache.get("c-1", 5) is None
+    assert (_lookups("hit") - hits, _lookups("miss") - misses) == (1, 1)
     cache.put("c-2", 1, CandidateState("c-2"))
     cache.put("c-3", 1, CandidateState("c-3"))
     assert len(cache) == 2
     assert cache.get("c-1", 4) is None  # least recently used went first
     assert StateCache(capacity=0).get("c-1", 4) is None
+
+
+def _lookups(result: str) -> float:
+    return float(REGISTRY.get_sample_value("ketnap_quota_state_cache_lookups_total", {"result": result}) or 0)
 
 
 def test_apply_all_matches_the_domain_applied_one_by_one() -> None:
