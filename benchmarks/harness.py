@@ -44,6 +44,7 @@ GOALS: dict[str, tuple[str, float]] = {
     "intake_events_per_s": (">=", 30_000),
     "intake_p99_ms": ("<", 20),
     "quota_replay_events_per_s": (">=", 25_000),
+    "quota_replay_time_ordered_events_per_s": (">=", 25_000),
     "quota_replay_2_replicas_events_per_s": (">=", 25_000),
     "quota_freshness_p99_ms": ("<", 500),
     "reporting_fold_per_s": (">=", 30_000),
