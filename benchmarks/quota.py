@@ -10,9 +10,9 @@
   batch, each a state read and write: the dearer, more realistic case.
 - ``quota_replay_2_replicas_events_per_s``: the same replay by two replicas of the
   service, each a process of its own in one consumer group on the same database (how a
-  second core is put to work: one process uses one): events committed after both had
-  their first batch, over the seconds from then to the last commit (the group's join
-  and rebalance excluded, as the join is for one replica). On PostgreSQL only.
+  second core is put to work: one process uses one). The replicas join the group first,
+  then the events are put on the topic; timed from the end of that fill to the last
+  commit (events committed during the fill not counted). On PostgreSQL only.
 - ``quota_freshness_p50_ms`` / ``quota_freshness_p99_ms``: events produced at 2,000/s
   by another process; the age of each event (producer timestamp -> database commit of
   its batch), as the consumer plumbing measures it.
@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaProducer
 
 from benchmarks.common import broker, fresh_database, percentile, postgres_available
 from shared.consumer import SESSION_TIMEOUT_ENV
-from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS
+from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS, TOPICS
 
 QUICK_RUNS = 1
 QUICK_RUNS_WHY = (
@@ -125,32 +125,34 @@ REPLICAS = 2
 async def _replay_replicas(bootstrap: str, url: str, candidates: int, replicas: int) -> dict[str, float]:
     """The quick or full feed replayed by ``replicas`` service processes in one group.
 
-    Progress is the positions the replicas committed to the database (a redelivery after
-    the rebalance is not counted twice there), read every 20 ms."""
+    The replicas start on an empty candidate topic and the events are put on it once each
+    holds partitions: a replica that joined late would leave the first to replay alone.
+    Timed from the end of the fill (the producer no longer shares the cores) to the last
+    commit, counting the positions committed in the database meanwhile (a redelivery is
+    not counted twice there), read every 20 ms."""
     from shared.db import make_engine
     from tests.integration.quota.feed import make_feed
 
     feed = make_feed(candidates, branches=2000, seed=42)
     await _fill(bootstrap, feed.reference, REFERENCE_EVENTS)
-    await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
     total = len(feed.candidates)
     spawn = multiprocessing.get_context("spawn")
-    first = spawn.Array("d", replicas)  # 1.0 once a replica has had its first batch
+    held = spawn.Array("q", replicas)  # partitions each replica holds
     stop = spawn.Event()
-    children = [
-        spawn.Process(target=_replica, args=(bootstrap, url, i, first, stop)) for i in range(replicas)
-    ]
+    children = [spawn.Process(target=_replica, args=(bootstrap, url, i, held, stop)) for i in range(replicas)]
     for child in children:
         child.start()
     engine = make_engine(url)
     try:
-        await _until(lambda: all(first[:]) or not all(c.is_alive() for c in children), within=300)
-        stable, done_then = time.perf_counter(), await _committed(engine)
+        partitions = next(t.partitions for t in TOPICS if t.name == CANDIDATE_EVENTS)
+        await _until(lambda: all(held[:]) and sum(held[:]) == partitions, within=300)
+        await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
+        started, done_then = time.perf_counter(), await _committed(engine)
         while (done := await _committed(engine)) < total:
             if not all(c.is_alive() for c in children):
                 raise RuntimeError(f"a quota replica died: {[c.exitcode for c in children]}")
             await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - stable
+        elapsed = time.perf_counter() - started
     finally:
         stop.set()
         for child in children:
@@ -168,7 +170,7 @@ async def _committed(engine: Any) -> int:
         return int(await connection.scalar(text(query), {"topic": CANDIDATE_EVENTS}))
 
 
-def _replica(bootstrap: str, url: str, index: int, first: Any, stop: Any) -> None:
+def _replica(bootstrap: str, url: str, index: int, held: Any, stop: Any) -> None:
     """One quota replica (in a child process): the service's own lifespan until ``stop``."""
 
     async def serve() -> None:
@@ -178,7 +180,7 @@ def _replica(bootstrap: str, url: str, index: int, first: Any, stop: Any) -> Non
         async with app.router.lifespan_context(app):
             consumer = app.state.quota_consumers[0]
             while not stop.is_set():
-                first[index] = float(consumer.first_batch_at is not None)
+                held[index] = consumer.partitions
                 await asyncio.sleep(0.02)
 
     asyncio.run(serve())

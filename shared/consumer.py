@@ -202,6 +202,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner.quiesce(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.owner.partitions = len(assigned)
         log.info("partitions assigned", group=self.owner.spec.group_id, partitions=len(assigned))
 
 
@@ -231,6 +232,7 @@ class BatchConsumer:
         self._failing: str | None = None
         self._kill_probability = float(os.environ.get(FAULT_KILL_ENV) or 0.0)
         self.batches = self.records = 0
+        self.partitions = 0  # held since the last rebalance
         self.first_batch_at: float | None = None
         self.freshness_samples: deque[float] = deque(maxlen=100_000)  # the latest, for benchmarks
 
