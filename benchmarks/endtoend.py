@@ -36,10 +36,13 @@ from pathlib import Path
 import httpx
 import orjson
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from benchmarks.common import broker, fresh_database, percentile
 from benchmarks.vacuum import AutovacuumStandIn
 from ketnap.generate import GeneratorConfig, generate
+from shared.db import is_sqlite
 from shared.embedded_broker import EmbeddedBroker, free_port
 
 SERVICES = ("intake", "quota", "reporting")
@@ -68,24 +71,26 @@ async def pipeline_state(client: httpx.AsyncClient, running: Running) -> tuple[f
     answers are not end offsets, so a lag read from the broker would be wrong."""
     state: list[float] = []
     for service in ("quota", "reporting"):
-        text = (await client.get(f"{running.urls[service]}/metrics")).text
         totals = dict.fromkeys(PIPELINE_METRICS, 0.0)
-        for line in text.splitlines():
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            if name in totals:
-                totals[name] += float(line.rsplit(" ", 1)[1])
+        for sample in await metric_samples(client, running.urls[service]):
+            if sample.name in totals:
+                totals[sample.name] += sample.value
         state += totals.values()
     return tuple(state)
 
 
+async def metric_samples(client: httpx.AsyncClient, url: str) -> list[Sample]:
+    """Every sample of a service's ``/metrics`` answer."""
+    text = (await client.get(f"{url}/metrics")).text
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
 async def quota_cache_lookups(client: httpx.AsyncClient, running: Running) -> dict[str, float]:
     """The quota's state cache lookups so far, by result (``hit``, ``miss``), from its metrics."""
-    text = (await client.get(f"{running.urls['quota']}/metrics")).text
     found = {"hit": 0.0, "miss": 0.0}
-    for result in found:
-        prefix = f'ketnap_quota_state_cache_lookups_total{{result="{result}"}} '
-        lines = (line for line in text.splitlines() if line.startswith(prefix))
-        found[result] = sum(float(line[len(prefix) :]) for line in lines)
+    for sample in await metric_samples(client, running.urls["quota"]):
+        if sample.name == "ketnap_quota_state_cache_lookups_total" and sample.labels["result"] in found:
+            found[sample.labels["result"]] += sample.value
     return found
 
 
@@ -132,7 +137,7 @@ def services(running_broker: EmbeddedBroker, workdir: Path) -> Iterator[Running]
             )
             urls[name] = f"http://127.0.0.1:{port}"
         maintenance = None
-        if all(url.startswith("postgresql") for url in databases):  # SQLite has no vacuum to stand in for
+        if not any(is_sqlite(url) for url in databases):  # SQLite has no vacuum to stand in for
             # Entered after the databases, so it stops before they are dropped.
             maintenance = stack.enter_context(AutovacuumStandIn(databases))
         try:

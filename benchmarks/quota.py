@@ -32,13 +32,16 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.common import broker, fresh_database, percentile, postgres_available
-from shared.consumer import SESSION_TIMEOUT_ENV
-from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS, TOPICS
+from shared.consumer import SESSION_TIMEOUT_ENV, offsets_table
+from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS, partitions_of
+
+if TYPE_CHECKING:
+    from tests.integration.quota.feed import Feed
 
 QUICK_RUNS = 1
 QUICK_RUNS_WHY = (
@@ -84,19 +87,13 @@ async def _until(predicate: Any, within: float, step: float = 0.02) -> None:
         await asyncio.sleep(step)
 
 
-async def _replay(bootstrap: str, url: str, candidates: int) -> dict[str, float]:
-    from tests.integration.quota.feed import make_feed
-
-    feed = make_feed(candidates, branches=2000, seed=42)
+async def _replay(bootstrap: str, url: str, feed: Feed) -> dict[str, float]:
     total, rate = await _replay_events(bootstrap, url, feed.candidates, feed.reference)
     return {"quota_replay_events": float(total), "quota_replay_events_per_s": rate}
 
 
-async def _replay_time_ordered(bootstrap: str, url: str, candidates: int) -> dict[str, float]:
+async def _replay_time_ordered(bootstrap: str, url: str, feed: Feed) -> dict[str, float]:
     """The same events in the order they happened, as a year's topic holds them."""
-    from tests.integration.quota.feed import make_feed
-
-    feed = make_feed(candidates, branches=2000, seed=42)
     ordered = sorted(feed.candidates, key=lambda event: datetime.fromisoformat(event["time"]))
     _, rate = await _replay_events(bootstrap, url, ordered, feed.reference)
     return {"quota_replay_time_ordered_events_per_s": rate}
@@ -122,7 +119,7 @@ async def _replay_events(
 REPLICAS = 2
 
 
-async def _replay_replicas(bootstrap: str, url: str, candidates: int, replicas: int) -> dict[str, float]:
+async def _replay_replicas(bootstrap: str, url: str, feed: Feed, replicas: int) -> dict[str, float]:
     """The quick or full feed replayed by ``replicas`` service processes in one group.
 
     The replicas start on an empty candidate topic and the events are put on it once each
@@ -131,9 +128,7 @@ async def _replay_replicas(bootstrap: str, url: str, candidates: int, replicas: 
     commit, counting the positions committed in the database meanwhile (a redelivery is
     not counted twice there), read every 20 ms."""
     from shared.db import make_engine
-    from tests.integration.quota.feed import make_feed
 
-    feed = make_feed(candidates, branches=2000, seed=42)
     await _fill(bootstrap, feed.reference, REFERENCE_EVENTS)
     total = len(feed.candidates)
     spawn = multiprocessing.get_context("spawn")
@@ -144,7 +139,7 @@ async def _replay_replicas(bootstrap: str, url: str, candidates: int, replicas: 
         child.start()
     engine = make_engine(url)
     try:
-        partitions = next(t.partitions for t in TOPICS if t.name == CANDIDATE_EVENTS)
+        partitions = partitions_of(CANDIDATE_EVENTS)
         await _until(lambda: all(held[:]) and sum(held[:]) == partitions, within=300)
         await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
         started, done_then = time.perf_counter(), await _committed(engine)
@@ -163,11 +158,14 @@ async def _replay_replicas(bootstrap: str, url: str, candidates: int, replicas: 
 
 async def _committed(engine: Any) -> int:
     """Candidate events whose effect is committed: the sum of the stored positions (from 0)."""
-    from sqlalchemy import text
+    from sqlalchemy import MetaData, func, select
 
+    positions = offsets_table(MetaData(), "quota").c
+    query = select(func.coalesce(func.sum(positions.next_offset), 0)).where(
+        positions.topic == CANDIDATE_EVENTS
+    )
     async with engine.connect() as connection:
-        query = "SELECT coalesce(sum(next_offset), 0) FROM quota_consumer_offsets WHERE topic = :topic"
-        return int(await connection.scalar(text(query), {"topic": CANDIDATE_EVENTS}))
+        return int(await connection.scalar(query))
 
 
 def _replica(bootstrap: str, url: str, index: int, held: Any, stop: Any) -> None:
@@ -242,16 +240,19 @@ async def _freshness(bootstrap: str, url: str, rate: int, seconds: float) -> dic
 
 
 def run(quick: bool) -> dict[str, float]:
+    from tests.integration.quota.feed import make_feed
+
     candidates = 6_000 if quick else 53_000  # ~3.8 events each: ~23,000 / ~200,000 events
+    feed = make_feed(candidates, branches=2000, seed=42)  # one feed, replayed three ways
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         with broker() as running, fresh_database(Path(tmp), "quota_replay") as url:
-            figures |= asyncio.run(_replay(running.bootstrap, url, candidates))
+            figures |= asyncio.run(_replay(running.bootstrap, url, feed))
         with broker() as running, fresh_database(Path(tmp), "quota_ordered") as url:
-            figures |= asyncio.run(_replay_time_ordered(running.bootstrap, url, candidates))
+            figures |= asyncio.run(_replay_time_ordered(running.bootstrap, url, feed))
         if postgres_available():  # SQLite has one writer: a second replica would only wait for it
             with broker() as running, fresh_database(Path(tmp), "quota_replicas") as url:
-                figures |= asyncio.run(_replay_replicas(running.bootstrap, url, candidates, REPLICAS))
+                figures |= asyncio.run(_replay_replicas(running.bootstrap, url, feed, REPLICAS))
         with broker() as running, fresh_database(Path(tmp), "quota_fresh") as url:
             figures |= asyncio.run(_freshness(running.bootstrap, url, 2000, 3 if quick else 15))
     return figures

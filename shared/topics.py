@@ -32,3 +32,8 @@ TOPICS: Final[tuple[TopicSpec, ...]] = (
     TopicSpec(REJECTED, 3, dict(_KEEP_FOREVER)),
     TopicSpec(ROLLUPS, 6, {**_KEEP_FOREVER, "cleanup.policy": "compact"}),
 )
+
+
+def partitions_of(topic: str) -> int:
+    """How many partitions ``topic`` is created with."""
+    return next(t.partitions for t in TOPICS if t.name == topic)

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from services.intake.app import create_app
 from shared.embedded_broker import free_port
 from shared.settings import Settings
-from shared.topics import TOPICS
+from shared.topics import partitions_of
 
 NATIONAL = "national-token-0123456789abcdef"
 QUANG_NINH = "quang-ninh-token-0123456789abcdef"  # P22 in both trees
@@ -230,7 +230,7 @@ async def read_topic(
     Reads at least up to the end offsets seen at the start (nothing published before
     the call is missed), then keeps polling ``settle_s`` longer for late arrivals.
     """
-    count = next(t.partitions for t in TOPICS if t.name == topic)
+    count = partitions_of(topic)
     partitions = [TopicPartition(topic, p) for p in range(count)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
