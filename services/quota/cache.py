@@ -23,9 +23,10 @@ _HIT, _MISS = LOOKUPS.labels("hit"), LOOKUPS.labels("miss")
 
 
 class StateCache:
-    """Least-recently-used map candidate id -> (version, state), at most ``capacity`` entries."""
+    """Least-recently-used map candidate id -> (version, state), at most ``capacity`` entries
+    (the service gives it ``KETNAP_QUOTA_STATE_CACHE``)."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[str, tuple[int, CandidateState]] = OrderedDict()
 

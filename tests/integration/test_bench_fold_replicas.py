@@ -57,17 +57,22 @@ async def test_two_replicas_fold_exactly_what_one_folder_folds(tmp_path: Path) -
     expected = sum(len(chunk) for chunk in changes(registrations(SIZE[0]), *SIZE[1:], BATCH))
     assert alone["reporting_changes_loaded"] == expected
     assert together["reporting_fold_2_replicas_per_s"] > 0
-    for table, columns in COMPARED.items():
-        single, replicated = await _rows(one, table, columns), await _rows(two, table, columns)
-        assert single, f"{table} is empty: nothing was compared"
-        assert replicated == single, table
+    single, replicated = await _contents(one), await _contents(two)
+    for table in COMPARED:
+        assert single[table], f"{table} is empty: nothing was compared"
+        assert replicated[table] == single[table], table
 
 
-async def _rows(url: str, table: str, columns: str) -> list[tuple[object, ...]]:
+async def _contents(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """The compared tables' rows, sorted, read through one connection."""
     engine = make_engine(url)
     try:
         async with engine.connect() as connection:
-            rows = (await connection.execute(text(f"SELECT {columns} FROM {table}"))).all()
+            return {
+                table: sorted(
+                    tuple(row) for row in await connection.execute(text(f"SELECT {columns} FROM {table}"))
+                )
+                for table, columns in COMPARED.items()
+            }
     finally:
         await engine.dispose()
-    return sorted(tuple(row) for row in rows)

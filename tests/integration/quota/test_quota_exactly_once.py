@@ -49,7 +49,7 @@ async def test_a_redelivered_batch_changes_nothing(tmp_path: Path) -> None:
     engine = make_engine(await fresh_database_url(tmp_path))
     try:
         await migrate(engine, "quota")
-        cache = StateCache()
+        cache = StateCache(Settings().quota_state_cache)
         plumbing = BatchConsumer(
             ConsumerSpec("quota", "ketnap-quota", (CANDIDATE_EVENTS,)),
             lambda batch: handle_candidates(batch, cache=cache),
@@ -180,7 +180,7 @@ async def test_a_defect_on_one_candidate_rejects_its_events_and_blocks_nothing(
         await migrate(engine, "quota")
         plumbing = BatchConsumer(
             ConsumerSpec("quota", "ketnap-quota", (CANDIDATE_EVENTS,)),
-            lambda batch: handlers.handle_candidates(batch, cache=StateCache()),
+            lambda batch: handlers.handle_candidates(batch, cache=StateCache(Settings().quota_state_cache)),
             engine,
             Settings(service="quota"),
         )

@@ -43,7 +43,7 @@ class _Run:
 
     def __init__(self, engine: AsyncEngine, meddle: Meddle | None = None) -> None:
         self.engine, self.meddle = engine, meddle
-        self.pipeline = CandidatePipeline(engine, StateCache())
+        self.pipeline = CandidatePipeline(engine, StateCache(Settings().quota_state_cache))
         self.consumer = BatchConsumer(
             ConsumerSpec("quota", "ketnap-quota", (CANDIDATE_EVENTS,)),
             self.pipeline.handle,
