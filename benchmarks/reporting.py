@@ -54,6 +54,7 @@ from services.reporting.placing import Placer
 from services.reporting.queries import RollupReader
 from services.reporting.reads import ReportingReads
 from services.reporting.series import SERIES
+from shared.collector import PeriodicCollector
 from shared.db import is_sqlite, make_engine, migrate
 from shared.orgtree import load_org_trees
 from shared.settings import Settings
@@ -186,6 +187,8 @@ def _fold_replica(
 
     async def fold() -> None:
         engine, folder = make_engine(url), Folder(Placer(load_org_trees()))
+        collector = PeriodicCollector()  # as the service runs it
+        collector.start()
         try:
             async with engine.connect() as connection:  # the pool's connection made before the clock
                 await connection.execute(text("SELECT 1"))
@@ -195,6 +198,7 @@ def _fold_replica(
                     await folder.fold(connection, chunk)
                 folded[index] += len(chunk)
         finally:
+            await collector.stop()
             await engine.dispose()
 
     asyncio.run(fold())
@@ -228,7 +232,12 @@ async def _loaded(url: str, quick: bool) -> tuple[AsyncEngine, ReportingReads, d
     await migrate(engine, "reporting")
     placer = Placer(load_org_trees())
     size = QUICK_SIZE if quick else FULL_SIZE
-    figures = await load(engine, Folder(placer), size, Settings().reporting_batch)
+    collector = PeriodicCollector()  # as the service runs it
+    collector.start()
+    try:
+        figures = await load(engine, Folder(placer), size, Settings().reporting_batch)
+    finally:
+        await collector.stop()
     if engine.dialect.name == "postgresql":
         async with engine.connect() as connection:
             await connection.execute(text("ANALYZE"))

@@ -18,6 +18,12 @@ deletes them. Guarantees:
 - never blocking the writer: a broker outage only grows the backlog
   (``ketnap_outbox_backlog``); the relay retries at most once per second.
 
+A row holds one message, or several of one topic (``messages`` > 1: ``payload`` and
+``headers`` are their packed list, :func:`pack`): a quota batch writes ~2.5 tally changes per event, and one
+row per batch instead of one per change took ~14 us of PostgreSQL and ~7 us of the
+writer's Python per event off a replay (2026-12-06). A packed row's messages go out in
+list order, each with ``message-id`` ``<service>:<row id>.<index>``.
+
 Table per service, ``<service>_outbox``; each service creates it in its own migration
 with the columns of :func:`outbox_table`.
 """
@@ -94,11 +100,105 @@ def outbox_table(metadata: MetaData, service: str) -> Table:
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
         Column("topic", Text, nullable=False),
         Column("key", LargeBinary, nullable=True),
-        Column("value", LargeBinary, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
         Column("headers", Text, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("messages", Integer, nullable=False, server_default=text("1")),
         sqlite_autoincrement=True,
     )
+
+
+def add_packed_outbox_rows(service: str) -> None:
+    """For a migration: rows of several messages in ``<service>_outbox``.
+
+    ``messages`` counts a row's messages; ``value`` becomes ``payload`` (lz4 on PostgreSQL
+    where the server has it: a packed row is up to ~1 MB), so that a relay or writer of
+    an older release fails on the table instead of publishing a packed row as one
+    message: during a rolling update the old replicas' batches and relay passes fail
+    and are retried until they stop, and the new ones publish everything.
+    """
+    from alembic import op  # only inside a migration
+
+    # SQLite rebuilds the table: its ids must stay AUTOINCREMENT (never reused, see above)
+    with op.batch_alter_table(f"{service}_outbox", table_kwargs=_KEEP_AUTOINCREMENT) as table:
+        table.alter_column("value", new_column_name="payload")
+        table.add_column(Column("messages", Integer, nullable=False, server_default=text("1")))
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql" and bind.execute(text(_HAS_LZ4)).first() is not None:
+        op.execute(f"ALTER TABLE {service}_outbox ALTER COLUMN payload SET COMPRESSION lz4")
+
+
+def drop_packed_outbox_rows(service: str) -> None:
+    """For a downgrade: only when the outbox holds no packed row (else it fails)."""
+    from alembic import op
+
+    bind = op.get_bind()
+    if bind.execute(text(f"SELECT 1 FROM {service}_outbox WHERE messages > 1")).first() is not None:
+        raise RuntimeError(f"{service}_outbox holds packed rows: let the relay publish them first")
+    if bind.dialect.name == "postgresql":
+        op.execute(f"ALTER TABLE {service}_outbox ALTER COLUMN payload SET COMPRESSION default")
+    with op.batch_alter_table(f"{service}_outbox", table_kwargs=_KEEP_AUTOINCREMENT) as table:
+        table.drop_column("messages")
+        table.alter_column("payload", new_column_name="value")
+
+
+_KEEP_AUTOINCREMENT = {"sqlite_autoincrement": True}
+_HAS_LZ4 = "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+
+PACK_SIZE = 5000
+"""Messages at most in one outbox row (and about what the relay publishes in one pass)."""
+
+
+def pack(messages: Sequence[OutboxMessage]) -> tuple[bytes, str]:
+    """Several messages of one topic as one row's ``payload`` and ``headers``.
+
+    ``payload``: the messages' values one after the other; ``headers``: JSON
+    ``[header sets, [[key, value length, header set index], ...]]``, keys as latin-1 text
+    (any bytes, one character each). A quota batch's tally changes share one header set
+    per source event, so each set is written, and encoded by the relay, once.
+    """
+    sets: dict[tuple[tuple[str, str], ...], int] = {}
+    index = [
+        (
+            m.key.decode("latin-1") if m.key is not None else None,
+            len(m.value),
+            sets.setdefault(m.headers, len(sets)),
+        )
+        for m in messages
+    ]
+    return b"".join(m.value for m in messages), orjson.dumps([list(sets), index]).decode()
+
+
+def unpack(payload: bytes, headers: str) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    """The (key, value, headers) of a packed row, in the order :func:`pack` was given them."""
+    sets, index = orjson.loads(headers)
+    encoded = [[(name, text.encode()) for name, text in pairs] for pairs in sets]
+    out = []
+    at = 0
+    for key, size, which in index:
+        raw_key = key.encode("latin-1") if key is not None else None
+        out.append((raw_key, payload[at : at + size], encoded[which]))
+        at += size
+    return out
+
+
+def outbox_rows(messages: Sequence[OutboxMessage]) -> list[tuple[str, bytes | None, bytes, str | None, int]]:
+    """(topic, key, payload, headers, messages) per row: runs of one topic packed by up to
+    :data:`PACK_SIZE`, a run of one as a plain row."""
+    rows = []
+    start = 0
+    while start < len(messages):
+        topic = messages[start].topic
+        end = start + 1
+        while end < len(messages) and end - start < PACK_SIZE and messages[end].topic == topic:
+            end += 1
+        if end - start == 1:
+            m = messages[start]
+            rows.append((topic, m.key, m.value, orjson.dumps(m.headers).decode() if m.headers else None, 1))
+        else:
+            rows.append((topic, None, *pack(messages[start:end]), end - start))
+        start = end
+    return rows
 
 
 async def enqueue(connection: AsyncConnection, table: Table, messages: Sequence[OutboxMessage]) -> None:
@@ -106,24 +206,16 @@ async def enqueue(connection: AsyncConnection, table: Table, messages: Sequence[
     if not messages:
         return
     now = datetime.now(UTC)
+    rows = outbox_rows(messages)
     if connection.dialect.name == "postgresql":
-        await _enqueue_postgres(connection, table, messages, now)
+        await _enqueue_postgres(connection, table, rows, now)
         return
-    rows = [
-        {
-            "topic": m.topic,
-            "key": m.key,
-            "value": m.value,
-            "headers": orjson.dumps(m.headers).decode() if m.headers else None,
-            "created_at": now,
-        }
-        for m in messages
-    ]
-    await connection.execute(insert(table), rows)
+    names = ("topic", "key", "payload", "headers", "messages")
+    await connection.execute(insert(table), [dict(zip(names, r, strict=True), created_at=now) for r in rows])
 
 
 async def _enqueue_postgres(
-    connection: AsyncConnection, table: Table, messages: Sequence[OutboxMessage], now: datetime
+    connection: AsyncConnection, table: Table, rows: Sequence[tuple[Any, ...]], now: datetime
 ) -> None:
     """Binary COPY on the driver's connection, in the caller's transaction, rows in list order.
 
@@ -134,11 +226,8 @@ async def _enqueue_postgres(
     driver = await _driver_in_transaction(connection)
     await driver.copy_records_to_table(
         table.name,
-        records=[
-            (m.topic, m.key, m.value, orjson.dumps(m.headers).decode() if m.headers else None, now)
-            for m in messages
-        ],
-        columns=("topic", "key", "value", "headers", "created_at"),
+        records=[(*row, now) for row in rows],
+        columns=("topic", "key", "payload", "headers", "messages", "created_at"),
     )
 
 
@@ -150,10 +239,28 @@ async def _driver_in_transaction(connection: AsyncConnection) -> Any:
     return driver
 
 
-def _headers(raw: str | None, message_id: str) -> list[tuple[str, bytes]]:
-    pairs: list[tuple[str, bytes]] = [(k, v.encode()) for k, v in orjson.loads(raw)] if raw else []
-    pairs.append((MESSAGE_ID_HEADER, message_id.encode()))
-    return pairs
+class Outgoing(NamedTuple):
+    """A message as the relay sends it: its ``message-id`` header added, values as bytes."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def claimed_messages(rows: Sequence[Any], service: str) -> list[Outgoing]:
+    """The messages of claimed rows (id, topic, key, payload, headers, messages), in order."""
+    out = []
+    for rid, topic, key, payload, raw, count in rows:
+        if count == 1:
+            pairs = [(k, v.encode()) for k, v in orjson.loads(raw)] if raw else []
+            message_id = (MESSAGE_ID_HEADER, f"{service}:{rid}".encode())
+            out.append(Outgoing(topic, key, bytes(payload), [*pairs, message_id]))
+            continue
+        prefix = f"{service}:{rid}."
+        for n, (k, v, pairs) in enumerate(unpack(bytes(payload), raw)):
+            out.append(Outgoing(topic, k, v, [*pairs, (MESSAGE_ID_HEADER, (prefix + str(n)).encode())]))
+    return out
 
 
 class OutboxRelay:
@@ -220,7 +327,8 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
 
     async def publish_once(self) -> int:
-        """Publish and delete the next rows in id order; the number published (0: none or not leader)."""
+        """Publish and delete the next rows in id order; the number of messages published
+        (0: none or not leader)."""
         async with self.engine.begin() as connection:
             if self.is_postgres:
                 driver = await _driver_in_transaction(connection)
@@ -228,21 +336,40 @@ class OutboxRelay:
                     return 0
                 rows = await driver.fetch(self._claim_sql, self.batch_size)
             else:
-                query = select(self.table).order_by(self.table.c.id).limit(self.batch_size)
-                rows = (await connection.execute(query)).all()
+                rows = await self._claim_sqlite(connection)
+            messages = claimed_messages(rows, self.service)
             if rows:
-                await self._publish(rows)
+                await self._publish(messages)
                 await self._delete(connection, [r[0] for r in rows])
-            await self._observe_backlog(connection, len(rows))
-        self.published += len(rows)
-        return len(rows)
+            await self._observe_backlog(connection, len(messages))
+        self.published += len(messages)
+        return len(messages)
 
     @property
     def _claim_sql(self) -> str:
+        """The first rows in id order holding up to ``$1`` messages (always the first row)."""
+        name = self.table.name
         return (
-            f"SELECT id, topic, key, value, headers FROM {self.table.name} "
-            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            f"WITH ahead AS (SELECT id, sum(messages) OVER (ORDER BY id) - messages AS before "
+            f"FROM {name} ORDER BY id LIMIT $1) "
+            f"SELECT id, topic, key, payload, headers, messages FROM {name} "
+            "WHERE id IN (SELECT id FROM ahead WHERE before < $1) "
+            "ORDER BY id FOR UPDATE SKIP LOCKED"
         )
+
+    async def _claim_sqlite(self, connection: AsyncConnection) -> list[Any]:
+        c = self.table.c
+        query = select(c.id, c.messages).order_by(c.id).limit(self.batch_size)
+        ahead = (await connection.execute(query)).all()
+        last, before = None, 0
+        for rid, count in ahead:
+            if before >= self.batch_size:
+                break
+            last, before = rid, before + count
+        if last is None:
+            return []
+        query = select(c.id, c.topic, c.key, c.payload, c.headers, c.messages).where(c.id <= last)
+        return list((await connection.execute(query.order_by(c.id))).all())
 
     async def _delete(self, connection: AsyncConnection, ids: list[int]) -> None:
         """One array parameter on PostgreSQL: SQLAlchemy would render and bind an ``IN`` list of thousands."""
@@ -252,25 +379,23 @@ class OutboxRelay:
             return
         await connection.execute(delete(self.table).where(self.table.c.id.in_(ids)))
 
-    async def _publish(self, rows: Sequence[Any]) -> None:
-        """Rows grouped per partition, in id order, as whole batches (``send`` costs ~20 us a message).
+    async def _publish(self, messages: Sequence[Outgoing]) -> None:
+        """Messages grouped per partition, in id order, as whole batches (``send`` costs ~20 us a message).
 
         Partitions are those of the default partitioner (murmur2 of the key, as the Java
-        client), so a key always lands where any other producer would put it. Rows are
-        (id, topic, key, value, headers, ...): asyncpg records or SQLAlchemy rows.
+        client), so a key always lands where any other producer would put it.
         """
-        groups: dict[tuple[str, int], list[Any]] = {}
-        for row in rows:
-            groups.setdefault((row[1], await self._partition(row[1], row[2])), []).append(row)
+        groups: dict[tuple[str, int], list[Outgoing]] = {}
+        for m in messages:
+            groups.setdefault((m.topic, await self._partition(m.topic, m.key)), []).append(m)
         futures = []
         for (topic, partition), members in groups.items():
             batch = self.producer.create_batch()
-            for rid, _, key, value, raw, *_ in members:
-                headers = _headers(raw, f"{self.service}:{rid}")
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            for m in members:
+                if batch.append(key=m.key, value=m.value, timestamp=None, headers=m.headers) is None:
                     futures.append(await self.producer.send_batch(batch, topic, partition=partition))
                     batch = self.producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)
+                    batch.append(key=m.key, value=m.value, timestamp=None, headers=m.headers)
             futures.append(await self.producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
@@ -287,13 +412,15 @@ class OutboxRelay:
                 self._by_key.clear()
         return cached
 
-    async def _observe_backlog(self, connection: AsyncConnection, fetched: int) -> None:
-        """Set the backlog gauge: exact when the outbox emptied, counted at most once a second otherwise."""
-        if fetched < self.batch_size:
+    async def _observe_backlog(self, connection: AsyncConnection, claimed: int) -> None:
+        """Set the backlog gauge (messages): zero when the claim took every row (fewer
+        messages than it could), counted at most once a second otherwise."""
+        if claimed < self.batch_size:
             OUTBOX_BACKLOG.labels(self.service).set(0)
             return
         now = time.monotonic()
         if now - self._backlog_checked >= 1.0:
             self._backlog_checked = now
-            remaining = await connection.scalar(select(func.count()).select_from(self.table))
-            OUTBOX_BACKLOG.labels(self.service).set(max(0, int(remaining or 0) - fetched))
+            # the rows this transaction deleted are no longer counted
+            waiting = select(func.coalesce(func.sum(self.table.c.messages), 0))
+            OUTBOX_BACKLOG.labels(self.service).set(int(await connection.scalar(waiting) or 0))

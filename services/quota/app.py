@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from services.quota.expiry import expire_held_candidates, held_events
 from services.quota.handlers import CandidatePipeline
 from services.quota.reference import handle_reference
 from services.quota.tables import SERVICE, outbox
+from shared.collector import PeriodicCollector
 from shared.consumer import BatchConsumer, ConsumerSpec, make_broker
 from shared.http import Readiness, create_service_app
 from shared.logging import get_logger
@@ -54,21 +54,6 @@ async def _maintain(resources: ServiceResources, ttl: timedelta) -> None:
         except Exception as exc:  # database down: try again next round
             log.warning("held-event maintenance failed", error=repr(exc))
         await asyncio.sleep(interval)
-
-
-def tune_garbage_collector() -> None:
-    """Freeze what start-up built and run the cyclic collector rarely.
-
-    The state cache keeps up to ``quota_state_cache`` candidates of ~40 objects each alive
-    (50,000 when this was measured); with the default
-    thresholds a replay triggered a full collection every few batches, each walking them
-    all, and the collector took two thirds of the process's CPU (measured: 6.5 s of
-    9.7 s for 50,000 events). Batches allocate much and free it by reference counting
-    (acyclic), so collecting young objects every 50,000 allocations costs little memory.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -106,7 +91,8 @@ def create_app(settings: Settings) -> FastAPI:
             for consumer in consumers:
                 consumer.subscribe(broker)
                 readiness.add(f"consumer:{consumer.spec.group_id}", consumer.check)
-            tune_garbage_collector()
+            collector = PeriodicCollector()
+            collector.start()
             relay.start()
             await broker.start()
             maintenance = asyncio.create_task(_maintain(resources, timedelta(seconds=settings.park_ttl)))
@@ -119,6 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await maintenance
                 await relay.stop(settings.shutdown_grace_s / 2)
+                await collector.stop()
 
     app = create_service_app(
         title="ketnap quota",

@@ -26,6 +26,7 @@ from services.reporting.queries import RollupReader
 from services.reporting.reads import ReportingReads, utc_now
 from services.reporting.selfcheck import SelfCheck
 from services.reporting.tables import outbox
+from shared.collector import PeriodicCollector
 from shared.consumer import BatchConsumer, ConsumerSpec, make_broker
 from shared.http import Readiness, create_service_app
 from shared.orgtree import OrgTrees, load_org_trees
@@ -80,6 +81,8 @@ def create_app(
             broker = make_broker(settings)
             consumer.subscribe(broker)
             readiness.add(f"consumer:{GROUP}", consumer.check)
+            collector = PeriodicCollector()
+            collector.start()
             relay.start()
             publisher.start()
             checks.start()
@@ -91,6 +94,7 @@ def create_app(
                 await broker.stop()
                 await asyncio.gather(publisher.stop(), checks.stop())
                 await relay.stop(settings.shutdown_grace_s / 2)
+                await collector.stop()
 
     app = create_service_app(
         title="ketnap reporting",

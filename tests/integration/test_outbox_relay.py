@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import Table
 
 from shared.db import make_engine, migrate
 from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import make_producer
-from shared.outbox import OutboxMessage, OutboxRelay, enqueue
+from shared.outbox import MESSAGE_ID_HEADER, PACK_SIZE, OutboxMessage, OutboxRelay, enqueue
 from shared.settings import Settings
 from shared.topics import REJECTED
+from tests.integration.outboxes import service_outbox
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +40,6 @@ class HeldRelay(OutboxRelay):
         await super()._publish(rows)
         self.acknowledged.set()
         await self.release.wait()
-
-
-def _outbox(service: str) -> Table:
-    if service == "quota":
-        from services.quota.tables import outbox as quota_outbox
-
-        return quota_outbox
-    from services.reporting.tables import outbox as reporting_outbox
-
-    return reporting_outbox
 
 
 async def _values_on_topic(bootstrap: str, topic: str, wanted: set[bytes]) -> set[bytes]:
@@ -75,7 +65,7 @@ async def test_rows_enqueued_while_another_relay_deletes_are_published(
     messages = [OutboxMessage(REJECTED, f"{run}-{i}".encode(), f"{run}-{i}".encode()) for i in range(5)]
     try:
         await migrate(engine, service)
-        table = _outbox(service)
+        table = service_outbox(service)
         async with engine.begin() as connection:
             await enqueue(connection, table, messages[:3])
         slow = HeldRelay(engine, producer, table, service)
@@ -94,3 +84,59 @@ async def test_rows_enqueued_while_another_relay_deletes_are_published(
         await engine.dispose()
     wanted = {m.value for m in messages}
     assert await _values_on_topic(kafka.bootstrap, REJECTED, wanted) == wanted
+
+
+async def _records_on_topic(bootstrap: str, topic: str, run: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1500, max_records=10_000):
+            for partition in sorted(batch, key=lambda tp: tp.partition):
+                found.extend(r for r in batch[partition] if r.value.startswith(run.encode()))
+    finally:
+        await consumer.stop()
+    return found
+
+
+@pytest.mark.parametrize("service", ["quota", "reporting"])
+async def test_packed_rows_are_published_message_by_message_in_order(
+    kafka: EmbeddedBroker, database_url: str, service: str
+) -> None:
+    """A batch's messages share rows (PACK_SIZE at most each); the relay claims rows by a
+    message budget, sends each message once with its own id, in enqueue order per key."""
+    engine = make_engine(database_url)
+    producer = make_producer(Settings(kafka_bootstrap=kafka.bootstrap, service="test"))
+    await producer.start()
+    run = uuid.uuid4().hex
+    keys = [f"{run}-key-{k}".encode() for k in range(7)]
+    count = PACK_SIZE * 2 + 10
+    messages = [
+        OutboxMessage(REJECTED, keys[i % 7], f"{run}-{i:06d}".encode(), (("n", str(i)),))
+        for i in range(count)
+    ]
+    try:
+        await migrate(engine, service)
+        table = service_outbox(service)
+        async with engine.begin() as connection:
+            await enqueue(connection, table, messages[:-1])
+        async with engine.begin() as connection:
+            await enqueue(connection, table, messages[-1:])  # a plain row after the packed ones
+        relay = OutboxRelay(engine, producer, table, service, batch_size=3000)
+        passes = []
+        while published := await relay.publish_once():
+            passes.append(published)
+    finally:
+        await producer.stop()
+        await engine.dispose()
+    # a pass takes whole rows, at least one, until the budget: the plain row goes with the 9
+    assert passes == [PACK_SIZE, PACK_SIZE, 10]
+    records = await _records_on_topic(kafka.bootstrap, REJECTED, run)
+    assert sorted(r.value for r in records) == [m.value for m in messages]
+    for key in keys:  # per key (one partition each), in enqueue order
+        values = [r.value for r in records if r.key == key]
+        assert values == sorted(values)
+    ids = [dict(r.headers)[MESSAGE_ID_HEADER].decode() for r in records]
+    assert len(set(ids)) == count
+    assert all(i.startswith(f"{service}:") for i in ids)
+    assert all(dict(r.headers)["n"] == str(int(r.value.decode()[-6:])).encode() for r in records)
