@@ -249,14 +249,15 @@ class BatchConsumer:
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
             listener=_Rebalance(self),
-            decoder=_the_message,
+            decoder=_the_records,
             session_timeout_ms=timing["session_timeout_ms"],
             heartbeat_interval_ms=timing["heartbeat_interval_ms"],
             rebalance_timeout_ms=timing["rebalance_timeout_ms"],
         )
 
-        async def on_batch(message: Any) -> None:
-            await self.consume(message.consumer, message.raw_message)
+        async def on_batch(batch: Any) -> None:  # Any: FastStream validates what is annotated
+            consumer, records = batch
+            await self.consume(consumer, records)
 
         subscriber(on_batch)
 
@@ -461,9 +462,15 @@ class BatchConsumer:
                 CONSUMER_LAG.labels(service, topic, str(partition)).set(max(0, highwater - last - 1))
 
 
-async def _the_message(message: Any) -> Any:
-    """FastStream decoder: hand the batch message itself over, records undecoded (decoded once, later)."""
-    return message
+async def _the_records(message: Any) -> tuple[AIOKafkaConsumer, Sequence[Record]]:
+    """FastStream decoder: the batch's consumer and records, undecoded (decoded once, later).
+
+    Not the message itself: FastStream keeps the decoded value in a cache on the message,
+    so returning the message made each batch message a reference cycle, its records
+    freed only by the cyclic collector. With that collector run once a minute a national
+    year held a minute of batches: reporting's peak RSS 943 MB against 470 (2026-12-06).
+    """
+    return message.consumer, message.raw_message
 
 
 def _rewind(consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:

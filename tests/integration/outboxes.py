@@ -1,7 +1,11 @@
-"""Each service's migrated outbox table, by service name."""
+"""For the outbox tests: each service's migrated outbox table, and what reached a topic."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Table
 
 
@@ -13,3 +17,17 @@ def service_outbox(service: str) -> Table:
     from services.reporting.tables import outbox as reporting_outbox
 
     return reporting_outbox
+
+
+async def records_on_topic(bootstrap: str, topic: str, keep: Callable[[Any], bool]) -> list[Any]:
+    """Every record of ``topic`` that ``keep`` accepts, partition by partition in offset order."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1500, max_records=10_000):
+            for partition in sorted(batch, key=lambda tp: tp.partition):
+                found.extend(r for r in batch[partition] if keep(r))
+    finally:
+        await consumer.stop()
+    return found

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from shared.db import make_engine, migrate
 from shared.embedded_broker import EmbeddedBroker
@@ -24,7 +23,7 @@ from shared.kafka import make_producer
 from shared.outbox import MESSAGE_ID_HEADER, PACK_SIZE, OutboxMessage, OutboxRelay, enqueue
 from shared.settings import Settings
 from shared.topics import REJECTED
-from tests.integration.outboxes import service_outbox
+from tests.integration.outboxes import records_on_topic, service_outbox
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +39,6 @@ class HeldRelay(OutboxRelay):
         await super()._publish(rows)
         self.acknowledged.set()
         await self.release.wait()
-
-
-async def _values_on_topic(bootstrap: str, topic: str, wanted: set[bytes]) -> set[bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    seen: set[bytes] = set()
-    try:
-        while batch := await consumer.getmany(timeout_ms=1500, max_records=10_000):
-            seen |= {r.value for part in batch.values() for r in part if r.value in wanted}
-    finally:
-        await consumer.stop()
-    return seen
 
 
 @pytest.mark.parametrize("service", ["quota", "reporting"])
@@ -83,20 +70,8 @@ async def test_rows_enqueued_while_another_relay_deletes_are_published(
         await producer.stop()
         await engine.dispose()
     wanted = {m.value for m in messages}
-    assert await _values_on_topic(kafka.bootstrap, REJECTED, wanted) == wanted
-
-
-async def _records_on_topic(bootstrap: str, topic: str, run: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=1500, max_records=10_000):
-            for partition in sorted(batch, key=lambda tp: tp.partition):
-                found.extend(r for r in batch[partition] if r.value.startswith(run.encode()))
-    finally:
-        await consumer.stop()
-    return found
+    records = await records_on_topic(kafka.bootstrap, REJECTED, lambda r: r.value in wanted)
+    assert {r.value for r in records} == wanted
 
 
 @pytest.mark.parametrize("service", ["quota", "reporting"])
@@ -131,7 +106,7 @@ async def test_packed_rows_are_published_message_by_message_in_order(
         await engine.dispose()
     # a pass takes whole rows, at least one, until the budget: the plain row goes with the 9
     assert passes == [PACK_SIZE, PACK_SIZE, 10]
-    records = await _records_on_topic(kafka.bootstrap, REJECTED, run)
+    records = await records_on_topic(kafka.bootstrap, REJECTED, lambda r: r.value.startswith(run.encode()))
     assert sorted(r.value for r in records) == [m.value for m in messages]
     for key in keys:  # per key (one partition each), in enqueue order
         values = [r.value for r in records if r.key == key]

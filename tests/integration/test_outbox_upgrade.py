@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -23,7 +22,7 @@ from shared.kafka import make_producer
 from shared.outbox import MESSAGE_ID_HEADER, OutboxMessage, OutboxRelay, enqueue
 from shared.settings import Settings
 from shared.topics import REJECTED
-from tests.integration.outboxes import service_outbox
+from tests.integration.outboxes import records_on_topic, service_outbox
 
 pytestmark = pytest.mark.integration
 
@@ -71,14 +70,7 @@ async def test_rows_of_the_release_before_are_published_after_the_upgrade(
     finally:
         await producer.stop()
         await engine.dispose()
-    consumer = AIOKafkaConsumer(REJECTED, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        found = []
-        while batch := await consumer.getmany(timeout_ms=1500, max_records=10_000):
-            found += [r for records in batch.values() for r in records if r.value == value]
-    finally:
-        await consumer.stop()
+    found = await records_on_topic(kafka.bootstrap, REJECTED, lambda r: r.value == value)
     assert len(found) == 1
     headers = dict(found[0].headers)
     assert headers["h"] == b"1"
