@@ -187,18 +187,16 @@ def _fold_replica(
 
     async def fold() -> None:
         engine, folder = make_engine(url), Folder(Placer(load_org_trees()))
-        collector = PeriodicCollector()  # as the service runs it
-        collector.start()
         try:
             async with engine.connect() as connection:  # the pool's connection made before the clock
                 await connection.execute(text("SELECT 1"))
             ready.wait(timeout=600)
-            for chunk in chunks:
-                async with engine.begin() as connection:
-                    await folder.fold(connection, chunk)
-                folded[index] += len(chunk)
+            async with PeriodicCollector():  # as the service runs it
+                for chunk in chunks:
+                    async with engine.begin() as connection:
+                        await folder.fold(connection, chunk)
+                    folded[index] += len(chunk)
         finally:
-            await collector.stop()
             await engine.dispose()
 
     asyncio.run(fold())
@@ -232,12 +230,8 @@ async def _loaded(url: str, quick: bool) -> tuple[AsyncEngine, ReportingReads, d
     await migrate(engine, "reporting")
     placer = Placer(load_org_trees())
     size = QUICK_SIZE if quick else FULL_SIZE
-    collector = PeriodicCollector()  # as the service runs it
-    collector.start()
-    try:
+    async with PeriodicCollector():  # as the service runs it
         figures = await load(engine, Folder(placer), size, Settings().reporting_batch)
-    finally:
-        await collector.stop()
     if engine.dialect.name == "postgresql":
         async with engine.connect() as connection:
             await connection.execute(text("ANALYZE"))

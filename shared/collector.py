@@ -51,6 +51,13 @@ class PeriodicCollector:
                 await self._task
         gc.enable()
 
+    async def __aenter__(self) -> PeriodicCollector:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     def due(self, since_last_s: float) -> bool:
         return since_last_s >= self.full_every_s or gc.get_count()[0] > self.max_young
 

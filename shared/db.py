@@ -26,6 +26,12 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def lz4_available(connection: Connection) -> bool:
+    """Whether the server can compress a column with lz4 (PostgreSQL 14+ built with it)."""
+    probe = "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+    return connection.dialect.name == "postgresql" and connection.execute(text(probe)).first() is not None
+
+
 def asyncpg_dsn(url: str | URL) -> str:
     """The plain ``postgresql://`` form of a SQLAlchemy URL, for asyncpg used directly."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -59,6 +59,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import lz4_available
 from shared.logging import get_logger
 from shared.metrics import OUTBOX_BACKLOG
 
@@ -123,8 +124,7 @@ def add_packed_outbox_rows(service: str) -> None:
     with op.batch_alter_table(f"{service}_outbox", table_kwargs=_KEEP_AUTOINCREMENT) as table:
         table.alter_column("value", new_column_name="payload")
         table.add_column(Column("messages", Integer, nullable=False, server_default=text("1")))
-    bind = op.get_bind()
-    if bind.dialect.name == "postgresql" and bind.execute(text(_HAS_LZ4)).first() is not None:
+    if lz4_available(op.get_bind()):
         op.execute(f"ALTER TABLE {service}_outbox ALTER COLUMN payload SET COMPRESSION lz4")
 
 
@@ -143,7 +143,6 @@ def drop_packed_outbox_rows(service: str) -> None:
 
 
 _KEEP_AUTOINCREMENT = {"sqlite_autoincrement": True}
-_HAS_LZ4 = "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
 
 PACK_SIZE = 5000
 """Messages at most in one outbox row (and about what the relay publishes in one pass)."""
@@ -280,6 +279,15 @@ class OutboxRelay:
         self.batch_size, self.idle_poll_s = batch_size, idle_poll_s
         self.is_postgres = engine.dialect.name == "postgresql"
         self._lock_key = zlib.crc32(table.name.encode())
+        # The first rows in id order holding up to ``budget`` messages (always the first row).
+        claim = (
+            f"WITH ahead AS (SELECT id, sum(messages) OVER (ORDER BY id) - messages AS before "
+            f"FROM {table.name} ORDER BY id LIMIT :budget) "
+            f"SELECT id, topic, key, payload, headers, messages FROM {table.name} "
+            "WHERE id IN (SELECT id FROM ahead WHERE before < :budget) ORDER BY id"
+        )
+        self._claim = text(claim)
+        self._claim_postgres = claim.replace(":budget", "$1") + " FOR UPDATE SKIP LOCKED"
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -334,9 +342,9 @@ class OutboxRelay:
                 driver = await _driver_in_transaction(connection)
                 if not await driver.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
                     return 0
-                rows = await driver.fetch(self._claim_sql, self.batch_size)
+                rows = await driver.fetch(self._claim_postgres, self.batch_size)
             else:
-                rows = await self._claim_sqlite(connection)
+                rows = list(await connection.execute(self._claim, {"budget": self.batch_size}))
             messages = claimed_messages(rows, self.service)
             if rows:
                 await self._publish(messages)
@@ -344,32 +352,6 @@ class OutboxRelay:
             await self._observe_backlog(connection, len(messages))
         self.published += len(messages)
         return len(messages)
-
-    @property
-    def _claim_sql(self) -> str:
-        """The first rows in id order holding up to ``$1`` messages (always the first row)."""
-        name = self.table.name
-        return (
-            f"WITH ahead AS (SELECT id, sum(messages) OVER (ORDER BY id) - messages AS before "
-            f"FROM {name} ORDER BY id LIMIT $1) "
-            f"SELECT id, topic, key, payload, headers, messages FROM {name} "
-            "WHERE id IN (SELECT id FROM ahead WHERE before < $1) "
-            "ORDER BY id FOR UPDATE SKIP LOCKED"
-        )
-
-    async def _claim_sqlite(self, connection: AsyncConnection) -> list[Any]:
-        c = self.table.c
-        query = select(c.id, c.messages).order_by(c.id).limit(self.batch_size)
-        ahead = (await connection.execute(query)).all()
-        last, before = None, 0
-        for rid, count in ahead:
-            if before >= self.batch_size:
-                break
-            last, before = rid, before + count
-        if last is None:
-            return []
-        query = select(c.id, c.topic, c.key, c.payload, c.headers, c.messages).where(c.id <= last)
-        return list((await connection.execute(query.order_by(c.id))).all())
 
     async def _delete(self, connection: AsyncConnection, ids: list[int]) -> None:
         """One array parameter on PostgreSQL: SQLAlchemy would render and bind an ``IN`` list of thousands."""

@@ -19,12 +19,10 @@ class Node:
 
 
 async def test_automatic_collection_is_off_while_started_and_back_on_after() -> None:
-    collector = PeriodicCollector()
-    collector.start()
     try:
-        assert not gc.isenabled()
+        async with PeriodicCollector():
+            assert not gc.isenabled()
     finally:
-        await collector.stop()
         gc.unfreeze()
     assert gc.isenabled()
 

@@ -11,24 +11,18 @@ Revises: 0001_quota_tables
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from shared.db import lz4_available
 
 revision: str = "0002_quota_state_lz4"
 down_revision: str | None = "0001_quota_tables"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_HAS_LZ4 = "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
-
-
-def _lz4_available() -> bool:
-    bind = op.get_bind()
-    return bind.dialect.name == "postgresql" and bind.execute(sa.text(_HAS_LZ4)).first() is not None
-
 
 def upgrade() -> None:
-    if _lz4_available():
+    if lz4_available(op.get_bind()):
         op.execute("ALTER TABLE quota_candidates ALTER COLUMN state SET COMPRESSION lz4")
 
 
