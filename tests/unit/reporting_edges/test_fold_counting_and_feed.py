@@ -71,6 +71,6 @@ def test_documents_hold_non_zero_figures_and_their_digest_ignores_order() -> Non
 def test_statements_for_both_databases() -> None:
     assert TALLIES.sqlite_sql().startswith("INSERT INTO reporting_tallies AS t (branch_id, series, day")
     assert "(x->>1)::int2 AS series" in TALLIES.postgres_sql()
-    assert "json_array_elements($1::json)" in TALLIES.postgres_sql()
+    assert "jsonb_array_elements($1::jsonb)" in TALLIES.postgres_sql()
     nothing = Upsert("t", ("a", "b"), ("text", "int4"), ("a",), None)
     assert nothing.sqlite_sql().endswith("ON CONFLICT (a) DO NOTHING")
