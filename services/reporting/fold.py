@@ -26,6 +26,7 @@ from services.reporting.aggregates import ACTIVITY_COLUMNS, ActivityMasks, Delta
 from services.reporting.branches import (
     BRANCHES,
     BranchState,
+    KnownBranches,
     activity_places,
     branch_state,
     lock_branches,
@@ -84,7 +85,11 @@ ACTIVITY_SET = Upsert(
     ACTIVITY_COLUMNS,
     ("text", "int2", *("int4" for _ in MONTH_COLUMNS), *("text" for _ in ACTIVITY_PLACES)),
     ("branch_id", "year"),
-    ", ".join(f"{m} = t.{m} | excluded.{m}" for m in MONTH_COLUMNS),
+    ", ".join(f"{m} = t.{m} | excluded.{m}" for m in MONTH_COLUMNS)
+    # a row whose bits are all set already is left as it is: no new row version, no WAL
+    + " WHERE ("
+    + " | ".join(f"(excluded.{m} & ~t.{m})" for m in MONTH_COLUMNS)
+    + ") <> 0",
 )
 
 
@@ -124,6 +129,8 @@ class Folder:
 
     def __init__(self, placer: Placer) -> None:
         self.placer = placer
+        self.known = KnownBranches()
+        self._plans_of: dict[str, tuple[BranchState, tuple[Plan, bool, Plan, bool]]] = {}
 
     async def fold(self, connection: AsyncConnection, changes: Sequence[Change]) -> FoldOutcome:
         """Apply tally changes: value-based last-write-wins per key on ``version``."""
@@ -132,7 +139,9 @@ class Folder:
         if not latest:
             return outcome
         deltas = Deltas()
-        branches = await lock_branches(connection, self.placer, [k[0] for k in latest], False, deltas)
+        branches = await lock_branches(
+            connection, self.placer, [k[0] for k in latest], False, deltas, self.known
+        )
         plans = {branch_id: self._plans(state) for branch_id, state in branches.items()}
         touched: dict[tuple[str, int], int] = {}
         rows = [(c.branch_id, c.series, c.day, c.value, c.version) for c in latest.values()]
@@ -158,9 +167,17 @@ class Folder:
         return outcome
 
     def _plans(self, state: BranchState) -> tuple[Plan, bool, Plan, bool]:
+        """The branch's plan and mapped flag in each tree; kept while its state is the one known."""
+        held = self._plans_of.get(state.branch_id)
+        if held is not None and held[0] is state:
+            return held[1]
         legacy, v2025 = state.legacy, state.v2025
         plan = self.placer.plan
-        return plan("legacy", legacy.anchor), legacy.mapped, plan("2025", v2025.anchor), v2025.mapped
+        plans = plan("legacy", legacy.anchor), legacy.mapped, plan("2025", v2025.anchor), v2025.mapped
+        if len(self._plans_of) >= self.known.limit:
+            self._plans_of.clear()
+        self._plans_of[state.branch_id] = (state, plans)
+        return plans
 
     async def register(
         self, connection: AsyncConnection, registrations: Sequence[Registration]

@@ -2,7 +2,9 @@
 
 Storage shape (docs/reporting.md explains why):
 - ``reporting_tallies``: the truth, one row per (branch, local day, series) with the
-  absolute ``value`` and the ``version`` that set it (value-based last-write-wins).
+  absolute ``value`` and the ``version`` that set it (value-based last-write-wins),
+  and what its last update replaced (``prev_value``, ``prev_version``: the fold's
+  upsert returns them).
 - ``reporting_branches``: each branch's latest registration and, per tree, its
   placement: anchor unit, ``mapped`` or not, and the district and province on its
   chain, so "branches under a unit" is one indexed filter and the fold reads a
@@ -18,6 +20,9 @@ Storage shape (docs/reporting.md explains why):
   ``reporting.branches_with_events``.
 - ``reporting_activity_gen``: per year a generation raised whenever an activity row
   of that year changes, so a cached count of active branches is known to be fresh.
+- ``reporting_placement_gen``: one generation, raised by a trigger on every update of
+  ``reporting_branches`` (a registration): while it holds, a fold may reuse the branch
+  rows it read before.
 - ``reporting_unit_branches``: per (tree, unit) how many branches pass it.
 - ``reporting_targets``: the winning target per key ((time, event id) latest wins).
 - ``reporting_dirty`` / ``reporting_feed_versions``: the rollups feed's dirty
@@ -87,6 +92,8 @@ tallies: Final = sa.Table(
     sa.Column("day", sa.Integer, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("prev_value", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("prev_version", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 unit_months: Final = sa.Table(
@@ -126,6 +133,13 @@ activity_gen: Final = sa.Table(
     "reporting_activity_gen",
     metadata,
     sa.Column("year", sa.SmallInteger, primary_key=True),
+    sa.Column("gen", sa.BigInteger, nullable=False),
+)
+
+placement_gen: Final = sa.Table(
+    "reporting_placement_gen",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True),
     sa.Column("gen", sa.BigInteger, nullable=False),
 )
 
