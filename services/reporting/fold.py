@@ -162,8 +162,8 @@ class Folder:
                 legacy, legacy_mapped, v2025, v2025_mapped = plans[branch_id]
                 add(legacy, legacy_mapped, series, day, delta)
                 add(v2025, v2025_mapped, series, day, delta)
-        await self._activity(connection, touched, branches)
-        await self._write(connection, deltas)
+        years = await self._activity(connection, touched, branches)
+        await self._write(connection, deltas, years)
         return outcome
 
     def _plans(self, state: BranchState) -> tuple[Plan, bool, Plan, bool]:
@@ -267,8 +267,10 @@ class Folder:
         connection: AsyncConnection,
         touched: dict[tuple[str, int], int],
         branches: dict[str, BranchState],
-    ) -> None:
-        """Set the day bit when a key became positive; clear it when the branch's day emptied."""
+    ) -> list[int]:
+        """Set the day bit when a key became positive; clear it when the branch's day emptied.
+
+        The years whose activity rows changed: their generation must rise (in ``_write``)."""
         masks = ActivityMasks()
         maybe_idle: list[tuple[str, int]] = []
         for (branch_id, day), moved in touched.items():
@@ -296,7 +298,7 @@ class Folder:
                     masks.mark(branch_id, day, False)
         await upsert(connection, ACTIVITY_SET, masks.set_rows(lambda b: activity_places(branches[b])))
         await self._clear_activity(connection, masks.clear_rows())
-        await upsert(connection, ACTIVITY_GEN, [(year, 1) for year in masks.years()])
+        return masks.years()
 
     async def _clear_activity(self, connection: AsyncConnection, rows: Sequence[Row]) -> None:
         if not rows:
@@ -306,11 +308,23 @@ class Folder:
         params = [{"b": r[0], "y": r[1], **dict(zip(MONTH_COLUMNS, r[2:], strict=True))} for r in rows]
         await connection.execute(statement, params)
 
-    async def _write(self, connection: AsyncConnection, deltas: Deltas) -> None:
+    async def _write(self, connection: AsyncConnection, deltas: Deltas, years: Sequence[int] = ()) -> None:
+        """The aggregate rows: first each unit's own (communes, districts), then the rows every
+        replica writes (``VN``, provinces, their dirty marks, the activity generations).
+
+        A row lock is held until the commit, so the shared rows go last, each table in key
+        order: a second replica waits for them only while the first ends its transaction,
+        not while it writes ~10,000 rows of its own (the order is the same in every
+        transaction: no deadlock)."""
+        shared = self.placer.is_shared
+        months, days = deltas.month_rows(), deltas.day_rows()
+        await upsert(connection, UNIT_MONTHS, [r for r in months if not shared(r[0], r[1])])
+        await upsert(connection, UNIT_DAYS, [r for r in days if not shared(r[0], r[1])])
         await upsert(connection, UNIT_BRANCHES, deltas.branch_rows())
-        await upsert(connection, UNIT_MONTHS, deltas.month_rows())
-        await upsert(connection, UNIT_DAYS, deltas.day_rows())
+        await upsert(connection, UNIT_MONTHS, [r for r in months if shared(r[0], r[1])])
+        await upsert(connection, UNIT_DAYS, [r for r in days if shared(r[0], r[1])])
         await upsert(connection, DIRTY, deltas.dirty_rows())
+        await upsert(connection, ACTIVITY_GEN, [(year, 1) for year in years])
 
 
 TallyKey = tuple[str, int, int]
