@@ -309,13 +309,14 @@ class Folder:
         await connection.execute(statement, params)
 
     async def _write(self, connection: AsyncConnection, deltas: Deltas, years: Sequence[int] = ()) -> None:
-        """The aggregate rows: first each unit's own (communes, districts), then the rows every
-        replica writes (``VN``, provinces, their dirty marks, the activity generations).
+        """The aggregate rows: first those of communes and districts (two replicas seldom
+        meet there), then the rows every replica writes in every batch (``VN``, provinces,
+        branch counts, dirty marks, the activity generations).
 
         A row lock is held until the commit, so the shared rows go last, each table in key
         order: a second replica waits for them only while the first ends its transaction,
-        not while it writes ~10,000 rows of its own (the order is the same in every
-        transaction: no deadlock)."""
+        not while it writes ~15,000 other rows (every transaction takes them in the same
+        order: no deadlock)."""
         shared = self.placer.is_shared
         months, days = deltas.month_rows(), deltas.day_rows()
         await upsert(connection, UNIT_MONTHS, [r for r in months if not shared(r[0], r[1])])
