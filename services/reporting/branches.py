@@ -101,8 +101,8 @@ class KnownBranches:
     batch's ~3,000 branch rows need not be read and decoded again (a seventh of the
     fold's Python time, 2026-12-07). Only rows read as committed are kept, never rows
     the fold's own transaction inserted: a rollback would leave those known but not
-    stored. At most ``limit`` states; then it starts again. A state and the fold's plans
-    for it take ~800 bytes: ~80 MB for a national 100,000 branches.
+    stored. At most ``limit`` states; then it starts again. A state takes ~700 bytes:
+    ~70 MB for a national 100,000 branches.
     """
 
     def __init__(self, limit: int = 200_000) -> None:

@@ -172,44 +172,34 @@ async def upsert_versioned(
 
     Returns, per row, (key..., old value, old version, applied).
 
-    A row applies iff its version is above the stored one (or no row is stored).
-    On PostgreSQL the table keeps each row's ``prev_value`` / ``prev_version`` (set by
-    the update itself), so one plain upsert returns what an applied row replaced; the
-    stored version of a row that did not apply (a repeat, rare but a whole batch after
-    a redelivery) is read afterwards. A statement that first read the old rows in a CTE
-    cost half as much again (2026-12-07), and inlined it had been a nested loop: a
-    redelivered batch of 5,000 stored keys took ~3 s. SQLite reads the old rows, then
-    writes the applied ones. Keys must be unique.
+    ``statement``'s update applies only ``WHERE t.version < excluded.version`` and keeps
+    what it replaces in ``prev_value`` / ``prev_version``, so on PostgreSQL one plain
+    upsert returns what each applied row replaced; the stored version of a row that did
+    not apply (a repeat, rare but a whole batch after a redelivery) is read afterwards.
+    A statement that first read the old rows in a CTE cost half as much again
+    (2026-12-07), and inlined it had been a nested loop: a redelivered batch of 5,000
+    stored keys took ~3 s. SQLite reads the old rows, then writes the applied ones.
+    Keys must be unique.
     """
     if not rows:
         return []
-    key = statement.conflict
+    keys = [row[:key_width] for row in rows]
     if not is_postgres(connection):
-        stored = await _stored(connection, statement, [r[:key_width] for r in rows], key_width)
+        stored = await _stored(connection, statement, keys, key_width)
         result = []
-        for row in rows:
-            old_value, old_version = stored.get(row[:key_width], (0, 0))
-            result.append((*row[:key_width], old_value, old_version, row[-1] > old_version))
+        for key, row in zip(keys, rows, strict=True):
+            old_value, old_version = stored.get(key, (0, 0))
+            result.append((*key, old_value, old_version, row[-1] > old_version))
         await upsert(connection, statement, [row for row, r in zip(rows, result, strict=True) if r[-1]])
         return result
-    sql = (
-        statement.postgres_sql().replace(
-            " DO UPDATE SET ", " DO UPDATE SET prev_value = t.value, prev_version = t.version, ", 1
-        )
-        + " WHERE t.version < excluded.version RETURNING "
-        + ", ".join(f"t.{c}" for c in (*key, "prev_value", "prev_version"))
-    )
+    returning = ", ".join(f"t.{c}" for c in (*statement.conflict, "prev_value", "prev_version"))
     native = await driver(connection)
-    applied = {tuple(r)[:key_width]: tuple(r)[key_width:] for r in await native.fetch(sql, as_json(rows))}
-    if len(applied) == len(rows):
-        return [(*row[:key_width], *applied[row[:key_width]], True) for row in rows]
-    stored = await _stored(
-        connection, statement, [r[:key_width] for r in rows if r[:key_width] not in applied], key_width
-    )
-    return [
-        (*k, *applied[k], True) if (k := row[:key_width]) in applied else (*k, *stored[k], False)
-        for row in rows
-    ]
+    fetched = await native.fetch(f"{statement.postgres_sql()} RETURNING {returning}", as_json(rows))
+    applied = {(r := tuple(record))[:key_width]: r[key_width:] for record in fetched}
+    stored = {}
+    if len(applied) < len(rows):
+        stored = await _stored(connection, statement, [k for k in keys if k not in applied], key_width)
+    return [(*k, *applied[k], True) if k in applied else (*k, *stored[k], False) for k in keys]
 
 
 async def _stored(

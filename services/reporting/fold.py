@@ -47,7 +47,9 @@ TALLIES = Upsert(
     ("branch_id", "series", "day", "value", "version"),
     ("text", "int2", "int4", "int8", "int8"),
     ("branch_id", "series", "day"),
-    "value = excluded.value, version = excluded.version",
+    # what the update replaces is kept on the row, for ``upsert_versioned`` to return it
+    "prev_value = t.value, prev_version = t.version, value = excluded.value, version = excluded.version "
+    "WHERE t.version < excluded.version",
 )
 UNIT_MONTHS = Upsert(
     "reporting_unit_months",
@@ -130,7 +132,6 @@ class Folder:
     def __init__(self, placer: Placer) -> None:
         self.placer = placer
         self.known = KnownBranches()
-        self._plans_of: dict[str, tuple[BranchState, tuple[Plan, bool, Plan, bool]]] = {}
 
     async def fold(self, connection: AsyncConnection, changes: Sequence[Change]) -> FoldOutcome:
         """Apply tally changes: value-based last-write-wins per key on ``version``."""
@@ -167,17 +168,9 @@ class Folder:
         return outcome
 
     def _plans(self, state: BranchState) -> tuple[Plan, bool, Plan, bool]:
-        """The branch's plan and mapped flag in each tree; kept while its state is the one known."""
-        held = self._plans_of.get(state.branch_id)
-        if held is not None and held[0] is state:
-            return held[1]
         legacy, v2025 = state.legacy, state.v2025
         plan = self.placer.plan
-        plans = plan("legacy", legacy.anchor), legacy.mapped, plan("2025", v2025.anchor), v2025.mapped
-        if len(self._plans_of) >= self.known.limit:
-            self._plans_of.clear()
-        self._plans_of[state.branch_id] = (state, plans)
-        return plans
+        return plan("legacy", legacy.anchor), legacy.mapped, plan("2025", v2025.anchor), v2025.mapped
 
     async def register(
         self, connection: AsyncConnection, registrations: Sequence[Registration]
@@ -317,15 +310,23 @@ class Folder:
         order: a second replica waits for them only while the first ends its transaction,
         not while it writes ~15,000 other rows (every transaction takes them in the same
         order: no deadlock)."""
-        shared = self.placer.is_shared
-        months, days = deltas.month_rows(), deltas.day_rows()
-        await upsert(connection, UNIT_MONTHS, [r for r in months if not shared(r[0], r[1])])
-        await upsert(connection, UNIT_DAYS, [r for r in days if not shared(r[0], r[1])])
+        own_months, shared_months = self._by_sharing(deltas.month_rows())
+        own_days, shared_days = self._by_sharing(deltas.day_rows())
+        await upsert(connection, UNIT_MONTHS, own_months)
+        await upsert(connection, UNIT_DAYS, own_days)
         await upsert(connection, UNIT_BRANCHES, deltas.branch_rows())
-        await upsert(connection, UNIT_MONTHS, [r for r in months if shared(r[0], r[1])])
-        await upsert(connection, UNIT_DAYS, [r for r in days if shared(r[0], r[1])])
+        await upsert(connection, UNIT_MONTHS, shared_months)
+        await upsert(connection, UNIT_DAYS, shared_days)
         await upsert(connection, DIRTY, deltas.dirty_rows())
         await upsert(connection, ACTIVITY_GEN, [(year, 1) for year in years])
+
+    def _by_sharing(self, rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        """Aggregate rows (tree, unit_id, ...) split into (the others, those every replica writes)."""
+        split: tuple[list[Row], list[Row]] = ([], [])
+        shared = self.placer.is_shared
+        for row in rows:
+            split[shared(row[0], row[1])].append(row)
+        return split
 
 
 TallyKey = tuple[str, int, int]

@@ -74,7 +74,7 @@ class Placer:
         self.trees = trees
         self.crosswalk = OrgTreesCrossWalk(trees)
         self.plan: Callable[[TreeVersion, str], Plan] = lru_cache(maxsize=None)(self._plan)
-        self._shared: dict[tuple[str, str], bool] = {}
+        self.is_shared: Callable[[TreeVersion, str], bool] = lru_cache(maxsize=None)(self._is_shared)
 
     def place(
         self, tree: TreeVersion, branch_id: str, registration: BranchRegistration | None
@@ -98,14 +98,11 @@ class Placer:
             return True
         return org.unit(unit.parent_id).level != "district"
 
-    def is_shared(self, tree: TreeVersion, unit_id: str) -> bool:
+    def _is_shared(self, tree: TreeVersion, unit_id: str) -> bool:
         """Whether every replica's folds write this unit's rows (``VN`` and the provinces:
         the branches under them are spread over every partition)."""
-        shared = self._shared.get((tree, unit_id))
-        if shared is None:
-            unit = self.trees[tree].unit(unit_id)
-            shared = self._shared[(tree, unit_id)] = unit.parent_id is None or unit.level == "province"
-        return shared
+        unit = self.trees[tree].unit(unit_id)
+        return unit.parent_id is None or unit.level == "province"
 
     def is_leaf(self, tree: TreeVersion, unit_id: str) -> bool:
         return not self.trees[tree].children(unit_id)
