@@ -12,9 +12,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import alembic_config, make_engine, migrate
 from shared.embedded_broker import EmbeddedBroker
@@ -38,6 +39,20 @@ def _to(service: str, revision: str, *, down: bool = False) -> Callable[[Connect
         (command.downgrade if down else command.upgrade)(cfg, revision)
 
     return run
+
+
+async def _revision(engine: AsyncEngine, service: str) -> tuple[str, list[str]]:
+    """The recorded revision and the service's tables with their columns, as the database has them."""
+
+    def read(connection: Connection) -> tuple[str, list[str]]:
+        version = connection.execute(text(f"SELECT version_num FROM alembic_version_{service}")).scalar_one()
+        schema = inspect(connection)
+        tables = [t for t in schema.get_table_names() if t.startswith(f"{service}_")]
+        columns = [f"{t}.{c['name']}" for t in sorted(tables) for c in schema.get_columns(t)]
+        return version, columns
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
 
 
 def _old_insert(service: str, value: bytes) -> tuple[str, dict[str, object]]:
@@ -86,9 +101,11 @@ async def test_a_downgrade_waits_for_packed_rows_to_be_published(database_url: s
         async with engine.begin() as connection:
             messages = [OutboxMessage(REJECTED, b"k", str(i).encode()) for i in range(3)]
             await enqueue(connection, service_outbox(service), messages)
+        head = await _revision(engine, service)
         with pytest.raises(RuntimeError, match="packed rows"):
             async with engine.begin() as connection:
                 await connection.run_sync(_to(service, BEFORE[service], down=True))
+        assert await _revision(engine, service) == head  # the refusal undid the whole downgrade
         async with engine.begin() as connection:
             await connection.execute(text(f"DELETE FROM {service}_outbox"))
             await connection.run_sync(_to(service, BEFORE[service], down=True))

@@ -48,12 +48,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # IF EXISTS: SQLite runs DDL outside the transaction, so a downgrade refused further
-    # down (reporting_0004 while packed rows wait) has dropped them already.
     postgres = op.get_bind().dialect.name == "postgresql"
-    op.execute(
-        "DROP TRIGGER IF EXISTS reporting_branches_moved" + (" ON reporting_branches" if postgres else "")
-    )
+    op.execute("DROP TRIGGER reporting_branches_moved" + (" ON reporting_branches" if postgres else ""))
     if postgres:
-        op.execute("DROP FUNCTION IF EXISTS reporting_raise_placement_gen()")
-    op.execute("DROP TABLE IF EXISTS reporting_placement_gen")
+        op.execute("DROP FUNCTION reporting_raise_placement_gen()")
+    op.execute("DROP TABLE reporting_placement_gen")

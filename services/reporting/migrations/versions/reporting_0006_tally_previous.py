@@ -30,9 +30,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Only what is there: SQLite runs DDL outside the transaction, so a downgrade refused
-    # further down (reporting_0004 while packed rows wait) has dropped them already.
-    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("reporting_tallies")}
     for name in COLUMNS:
-        if name in present:
-            op.drop_column("reporting_tallies", name)
+        op.drop_column("reporting_tallies", name)
