@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import tempfile
+from pathlib import Path
 from typing import Final
 
 import uvicorn
@@ -33,6 +34,7 @@ from shared.runner import serve, uvicorn_options
 from shared.settings import Settings
 
 SUPERVISOR_ENV: Final = "KETNAP_INTAKE_SUPERVISOR_PID"
+METRICS_DIR_PREFIX: Final = "ketnap-intake-metrics-"
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -46,7 +48,8 @@ def run(settings: Settings) -> None:
         return
     if settings.migrate_on_start:
         asyncio.run(_migrate(settings))
-    metrics_dir = tempfile.mkdtemp(prefix="ketnap-intake-metrics-")
+    sweep_metrics_dirs(Path(tempfile.gettempdir()))
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     # Read by the workers, which inherit this environment when they are spawned.
     os.environ |= {
         "KETNAP_MIGRATE_ON_START": "false",
@@ -57,6 +60,34 @@ def run(settings: Settings) -> None:
         uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **uvicorn_options(settings))
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def sweep_metrics_dirs(parent: Path) -> list[Path]:
+    """Remove the metrics directories of supervisors that are gone; returns them.
+
+    A supervisor removes its own on the way out, but one killed (SIGKILL, the OOM
+    killer) cannot: on a host that restarts the intake, each such death left a
+    directory of the workers' value files. The name carries the supervisor's pid; a
+    directory whose pid is alive (another intake on this host) is left alone.
+    """
+    removed = []
+    for path in parent.glob(f"{METRICS_DIR_PREFIX}*"):
+        pid = path.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def worker_app() -> FastAPI:

@@ -4,7 +4,8 @@ Between the workers, as between replicas, the database decides: an id raced to b
 is accepted at least once and otherwise a duplicate, never lost nor rejected, and
 other content under a known id is an ``id_conflict``. ``/metrics`` counts every
 worker's requests whichever answers; the workers stop with their supervisor, and
-die with it when it is killed (the port is free again).
+die with it when it is killed (the port is free again, and the next supervisor removes
+the metrics directory the killed one left).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.intake.workers import METRICS_DIR_PREFIX, sweep_metrics_dirs
 from shared.embedded_broker import free_port
 from tests.conftest import TEST_DATABASE_URL, eventually
 from tests.integration.intake.conftest import NATIONAL, TOKENS, branch, candidate
@@ -35,6 +38,7 @@ pytestmark = [
 ]
 
 REQUESTS = 24
+TEMP = Path(tempfile.gettempdir())
 
 
 @dataclass
@@ -143,3 +147,12 @@ async def test_a_killed_supervisor_takes_its_workers_and_frees_the_port(two_work
     assert len(gone) == 2
     with socket.socket() as again:
         again.bind(("127.0.0.1", two_workers.port))
+    _left_and_swept(two_workers.process.pid)
+
+
+def _left_and_swept(supervisor: int) -> None:
+    """What a killed supervisor could not remove, the next supervisor on this host does."""
+    left = list(TEMP.glob(f"{METRICS_DIR_PREFIX}{supervisor}-*"))
+    assert len(left) == 1
+    assert left[0] in sweep_metrics_dirs(TEMP)
+    assert not left[0].exists()
