@@ -17,8 +17,8 @@ from services.reporting.bulk import Row
 from services.reporting.placing import Plan
 from services.reporting.tables import ACTIVITY_PLACES, MONTH_COLUMNS, TOTAL, UNMAPPED
 
-BucketKey = tuple[str, int, int, int]
-"""(tree, series, bucket, part): one row per unit under it"""
+BucketKey = tuple[int, int, int]
+"""(series, bucket, part): one row per unit (a row key, both trees) under it"""
 
 
 def month_of(ordinal: int) -> int:
@@ -27,7 +27,7 @@ def month_of(ordinal: int) -> int:
     return day.year * 12 + day.month - 1
 
 
-def _sums() -> defaultdict[BucketKey, defaultdict[str, int]]:
+def _sums() -> defaultdict[BucketKey, defaultdict[int, int]]:
     return defaultdict(lambda: defaultdict(int))
 
 
@@ -35,15 +35,15 @@ def _sums() -> defaultdict[BucketKey, defaultdict[str, int]]:
 class Deltas:
     """Sums of deltas by aggregate key, and the (tree, region, month) the rollups feed must rebuild.
 
-    Sums are kept per (tree, series, bucket, part), then per unit: a change adds to the
-    ~3 units of its chain under one key of each table, so the per-unit adds hash a
-    string, not a five-field tuple (half the fold's Python time went to those tuples).
+    Sums are kept per (series, bucket, part), then per unit row key: a change adds to the
+    ~3 units of its chain under one key of each table, so the per-unit adds hash an
+    integer, not a five-field tuple (half the fold's Python time went to those tuples).
     A region is the province of the anchor (``VN`` for anchors above provinces): the
     publisher rebuilds that province's documents and ``VN``'s for the month.
     """
 
-    months: defaultdict[BucketKey, defaultdict[str, int]] = field(default_factory=_sums)
-    days: defaultdict[BucketKey, defaultdict[str, int]] = field(default_factory=_sums)
+    months: defaultdict[BucketKey, defaultdict[int, int]] = field(default_factory=_sums)
+    days: defaultdict[BucketKey, defaultdict[int, int]] = field(default_factory=_sums)
     branches: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     dirty: set[tuple[str, str, int]] = field(default_factory=set)
     _months_of: dict[int, int] = field(default_factory=dict)
@@ -56,19 +56,19 @@ class Deltas:
 
     def add(self, plan: Plan, mapped: bool, series: int, ordinal: int, delta: int) -> None:
         """``delta`` on one (branch, day, series) through the branch's plan in one tree."""
-        tree, month = plan.tree, self.month(ordinal)
-        per_unit = self.months[(tree, series, month, TOTAL)]
-        for unit_id in plan.months:
-            per_unit[unit_id] += delta
-        per_unit = self.days[(tree, series, ordinal, TOTAL)]
-        for unit_id in plan.days:
-            per_unit[unit_id] += delta
+        month = self.month(ordinal)
+        per_unit = self.months[(series, month, TOTAL)]
+        for unit in plan.months:
+            per_unit[unit] += delta
+        per_unit = self.days[(series, ordinal, TOTAL)]
+        for unit in plan.days:
+            per_unit[unit] += delta
         if not mapped:
             if plan.anchor_months:
-                self.months[(tree, series, month, UNMAPPED)][plan.anchor] += delta
+                self.months[(series, month, UNMAPPED)][plan.anchor_key] += delta
             if plan.anchor_days:
-                self.days[(tree, series, ordinal, UNMAPPED)][plan.anchor] += delta
-        self.dirty.add((tree, plan.region, month))
+                self.days[(series, ordinal, UNMAPPED)][plan.anchor_key] += delta
+        self.dirty.add((plan.tree, plan.region, month))
 
     def count_branch(self, plan: Plan, step: int) -> None:
         """A branch joins (+1) or leaves (-1) every unit of the chain."""
@@ -88,12 +88,12 @@ class Deltas:
         return list(self.dirty)
 
 
-def _rows(sums: dict[BucketKey, defaultdict[str, int]]) -> list[Row]:
-    """(tree, unit_id, series, bucket, part, value) for every non-zero sum."""
+def _rows(sums: dict[BucketKey, defaultdict[int, int]]) -> list[Row]:
+    """(unit, series, bucket, part, value) for every non-zero sum."""
     return [
-        (tree, unit_id, series, bucket, part, value)
-        for (tree, series, bucket, part), per_unit in sums.items()
-        for unit_id, value in per_unit.items()
+        (unit, series, bucket, part, value)
+        for (series, bucket, part), per_unit in sums.items()
+        for unit, value in per_unit.items()
         if value
     ]
 

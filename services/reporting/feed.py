@@ -41,6 +41,7 @@ from services.reporting.placing import NATIONAL, Placer, columns
 from services.reporting.queries import in_list
 from services.reporting.series import NAMES
 from services.reporting.tables import UNMAPPED
+from services.reporting.unitkeys import unit_key
 from shared.logging import get_logger
 from shared.messages import RollupDocument, RollupUnit, rollup_key
 from shared.orgtree import TreeVersion, Unit
@@ -194,13 +195,15 @@ class RollupPublisher:
     ) -> None:
         statement = in_list(
             connection,
-            "SELECT unit_id, series, part, value FROM reporting_unit_months "
-            "WHERE tree = :tree AND month = :month AND unit_id IN :units AND value <> 0",
+            "SELECT unit, series, part, value FROM reporting_unit_months "
+            "WHERE month = :month AND unit IN :units AND value <> 0",
+            kind="INTEGER",
         )
         for chunk in _chunks(unit_ids):
-            rows = await connection.execute(statement, {"tree": tree, "month": month, "units": chunk})
-            for unit_id, series, part, value in rows:
-                _put(out[(tree, unit_id, month)], series, part == UNMAPPED, int(value))
+            units = {unit_key(tree, unit_id): unit_id for unit_id in chunk}
+            rows = await connection.execute(statement, {"month": month, "units": list(units)})
+            for unit, series, part, value in rows:
+                _put(out[(tree, units[unit], month)], series, part == UNMAPPED, int(value))
 
     async def _from_tallies(
         self,

@@ -53,16 +53,16 @@ TALLIES = Upsert(
 )
 UNIT_MONTHS = Upsert(
     "reporting_unit_months",
-    ("tree", "unit_id", "series", "month", "part", "value"),
-    ("text", "text", "int2", "int4", "int2", "int8"),
-    ("tree", "unit_id", "series", "month", "part"),
+    ("unit", "series", "month", "part", "value"),
+    ("int4", "int2", "int4", "int2", "int8"),
+    ("unit", "series", "month", "part"),
     "value = t.value + excluded.value",
 )
 UNIT_DAYS = Upsert(
     "reporting_unit_days",
-    ("tree", "unit_id", "series", "day", "part", "value"),
-    ("text", "text", "int2", "int4", "int2", "int8"),
-    ("tree", "unit_id", "series", "day", "part"),
+    ("unit", "series", "day", "part", "value"),
+    ("int4", "int2", "int4", "int2", "int8"),
+    ("unit", "series", "day", "part"),
     "value = t.value + excluded.value",
 )
 UNIT_BRANCHES = Upsert(
@@ -321,11 +321,11 @@ class Folder:
         await upsert(connection, ACTIVITY_GEN, [(year, 1) for year in years])
 
     def _by_sharing(self, rows: list[Row]) -> tuple[list[Row], list[Row]]:
-        """Aggregate rows (tree, unit_id, ...) split into (the others, those every replica writes)."""
+        """Aggregate rows (unit, ...) split into (the others, those every replica writes)."""
         split: tuple[list[Row], list[Row]] = ([], [])
         shared = self.placer.is_shared
         for row in rows:
-            split[shared(row[0], row[1])].append(row)
+            split[shared(row[0])].append(row)
         return split
 
 

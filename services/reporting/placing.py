@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Final, NamedTuple
 
 from services.reporting.domain import BranchRegistration, OrgTreesCrossWalk, place_branch
+from services.reporting.unitkeys import unit_key, unit_of
 from shared.orgtree import OrgTrees, TreeVersion, Unit
 
 TREES: Final[tuple[TreeVersion, ...]] = ("legacy", "2025")
@@ -45,13 +46,15 @@ class PlacementRow(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What one count at `anchor` updates: `months` and `days` units, and the `region` to mark dirty."""
+    """What one count at `anchor` updates: the units (row keys, :mod:`unitkeys`) with monthly
+    and with daily rows, and the `region` to mark dirty."""
 
     tree: TreeVersion
     anchor: str
+    anchor_key: int
     chain: tuple[str, ...]
-    months: tuple[str, ...]
-    days: tuple[str, ...]
+    months: tuple[int, ...]
+    days: tuple[int, ...]
     region: str
     anchor_months: bool
     anchor_days: bool
@@ -74,7 +77,7 @@ class Placer:
         self.trees = trees
         self.crosswalk = OrgTreesCrossWalk(trees)
         self.plan: Callable[[TreeVersion, str], Plan] = lru_cache(maxsize=None)(self._plan)
-        self.is_shared: Callable[[TreeVersion, str], bool] = lru_cache(maxsize=None)(self._is_shared)
+        self.is_shared: Callable[[int], bool] = lru_cache(maxsize=None)(self._is_shared)
 
     def place(
         self, tree: TreeVersion, branch_id: str, registration: BranchRegistration | None
@@ -98,9 +101,10 @@ class Placer:
             return True
         return org.unit(unit.parent_id).level != "district"
 
-    def _is_shared(self, tree: TreeVersion, unit_id: str) -> bool:
-        """Whether every replica's folds write this unit's rows (``VN`` and the provinces:
-        the branches under them are spread over every partition)."""
+    def _is_shared(self, key: int) -> bool:
+        """Whether every replica's folds write the rows of this unit (a row key: ``VN`` and
+        the provinces: the branches under them are spread over every partition)."""
+        tree, unit_id = unit_of(key)
         unit = self.trees[tree].unit(unit_id)
         return unit.parent_id is None or unit.level == "province"
 
@@ -114,9 +118,10 @@ class Placer:
         return Plan(
             tree,
             anchor,
+            unit_key(tree, anchor),
             tuple(u.id for u in chain),
-            tuple(u.id for u in chain if self.keeps_months(tree, u.id)),
-            tuple(u.id for u in chain if self.keeps_days(tree, u.id)),
+            tuple(unit_key(tree, u.id) for u in chain if self.keeps_months(tree, u.id)),
+            tuple(unit_key(tree, u.id) for u in chain if self.keeps_days(tree, u.id)),
             region,
             self.keeps_months(tree, anchor),
             self.keeps_days(tree, anchor),

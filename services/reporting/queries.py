@@ -37,6 +37,7 @@ from services.reporting.domain import (
 from services.reporting.placing import NATIONAL, Placer, columns
 from services.reporting.series import ADMITTED_ALL
 from services.reporting.tables import MONTH_COLUMNS, TOTAL, UNMAPPED
+from services.reporting.unitkeys import unit_key
 from shared.orgtree import TreeVersion, Unit
 
 BRANCH_LEVEL = "branch"
@@ -96,11 +97,11 @@ def _between(column: str, ranges: Ranges, prefix: str) -> tuple[str, dict[str, i
     return "(" + " OR ".join(parts) + ")", params
 
 
-def in_list(connection: AsyncConnection, sql: str, name: str = "units") -> TextClause:
-    """``sql`` whose ``IN :name`` takes a list: one array parameter on PostgreSQL (one plan
-    whatever the list's length: planning a 126-id ``IN`` costs ~5 ms), expanded on SQLite."""
+def in_list(connection: AsyncConnection, sql: str, name: str = "units", kind: str = "TEXT") -> TextClause:
+    """``sql`` whose ``IN :name`` takes a list (of ``kind``): one array parameter on PostgreSQL
+    (one plan whatever the list's length: planning a 126-id ``IN`` costs ~5 ms), expanded on SQLite."""
     if connection.dialect.name == "postgresql":
-        return text(sql.replace(f"IN :{name}", f"= ANY(CAST(:{name} AS TEXT[]))"))
+        return text(sql.replace(f"IN :{name}", f"= ANY(CAST(:{name} AS {kind}[]))"))
     return text(sql).bindparams(bindparam(name, expanding=True))
 
 
@@ -204,17 +205,18 @@ class RollupReader:
         if not unit_ids or not ranges:
             return
         where, params = _between(bucket, ranges, "r")
+        units = {unit_key(tree, unit_id): unit_id for unit_id in unit_ids}
         rows = await connection.execute(
             in_list(
                 connection,
-                f"SELECT unit_id, part, sum(value) FROM {table} "
-                f"WHERE tree = :tree AND series = :series AND unit_id IN :units AND {where} "
-                "GROUP BY unit_id, part",
+                f"SELECT unit, part, sum(value) FROM {table} "
+                f"WHERE series = :series AND unit IN :units AND {where} GROUP BY unit, part",
+                kind="INTEGER",
             ),
-            {"tree": tree, "series": series, "units": list(unit_ids), **params},
+            {"series": series, "units": list(units), **params},
         )
-        for unit_id, part, value in rows:
-            sums.add(unit_id, part, int(value))
+        for unit, part, value in rows:
+            sums.add(units[unit], part, int(value))
 
     async def _tallies(
         self,

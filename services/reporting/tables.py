@@ -9,7 +9,8 @@ Storage shape (docs/reporting.md explains why):
   placement: anchor unit, ``mapped`` or not, and the district and province on its
   chain, so "branches under a unit" is one indexed filter and the fold reads a
   branch's place in both trees with one row.
-- ``reporting_unit_months``: per (tree, unit, series, month, part) the sum of the
+- ``reporting_unit_months``: per (unit, series, month, part) (``unit``: the tree and
+  unit as one integer, :mod:`services.reporting.unitkeys`) the sum of the
   counts of the branches whose chain passes the unit (``part`` 0) and of those
   unmapped at the unit (``part`` 1), for every unit except the communes of a
   district (a district's ~15 communes are summed from their branches' tallies).
@@ -99,20 +100,18 @@ tallies: Final = sa.Table(
 unit_months: Final = sa.Table(
     "reporting_unit_months",
     metadata,
-    _tree(),
-    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("unit", sa.Integer, primary_key=True),
     sa.Column("series", sa.SmallInteger, primary_key=True),
     sa.Column("month", sa.Integer, primary_key=True),
     sa.Column("part", sa.SmallInteger, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
-    sa.Index("ix_reporting_unit_months_doc", "tree", "unit_id", "month"),
+    sa.Index("ix_reporting_unit_months_doc", "unit", "month"),
 )
 
 unit_days: Final = sa.Table(
     "reporting_unit_days",
     metadata,
-    _tree(),
-    sa.Column("unit_id", sa.String(16), primary_key=True),
+    sa.Column("unit", sa.Integer, primary_key=True),
     sa.Column("series", sa.SmallInteger, primary_key=True),
     sa.Column("day", sa.Integer, primary_key=True),
     sa.Column("part", sa.SmallInteger, primary_key=True),

@@ -27,8 +27,8 @@ SIZE = (300, 3_000, 12)  # branches, events, days
 BATCH = 250
 COMPARED = {
     "reporting_tallies": "branch_id, series, day, value, version",
-    "reporting_unit_months": "tree, unit_id, series, month, part, value",
-    "reporting_unit_days": "tree, unit_id, series, day, part, value",
+    "reporting_unit_months": "unit, series, month, part, value",
+    "reporting_unit_days": "unit, series, day, part, value",
     "reporting_activity": "*",
     "reporting_unit_branches": "tree, unit_id, n",
 }

@@ -19,6 +19,7 @@ from services.reporting.fold import Change, Folder, Registration
 from services.reporting.placing import Placer
 from services.reporting.series import ADMITTED_ALL
 from services.reporting.tables import TOTAL, UNMAPPED
+from services.reporting.unitkeys import unit_key
 from shared.db import make_engine, migrate
 from shared.orgtree import load_org_trees
 
@@ -38,10 +39,10 @@ async def _month(engine: AsyncEngine, unit_id: str, part: int) -> int:
     async with engine.connect() as connection:
         found = await connection.execute(
             text(
-                "SELECT value FROM reporting_unit_months WHERE tree = 'legacy' AND unit_id = :u "
+                "SELECT value FROM reporting_unit_months WHERE unit = :u "
                 "AND series = :s AND month = :m AND part = :p"
             ),
-            {"u": unit_id, "s": ADMITTED_ALL, "m": MONTH, "p": part},
+            {"u": unit_key("legacy", unit_id), "s": ADMITTED_ALL, "m": MONTH, "p": part},
         )
         return int(found.scalar_one_or_none() or 0)
 

@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.reporting.unitkeys import unit_key
 from shared.embedded_broker import EmbeddedBroker
 from shared.orgtree import load_org_trees
 from tests.conftest import eventually
@@ -236,7 +237,10 @@ async def test_the_self_check_finds_no_violation(broker: EmbeddedBroker, databas
         engine = create_async_engine(database_url)
         async with engine.begin() as connection:  # break VN's months: the check must notice
             await connection.execute(
-                text("UPDATE reporting_unit_months SET value = value + 5 WHERE unit_id = 'VN' AND part = 0")
+                text(
+                    "UPDATE reporting_unit_months SET value = value + 5 WHERE unit IN (:a, :b) AND part = 0"
+                ),
+                {"a": unit_key("legacy", "VN"), "b": unit_key("2025", "VN")},
             )
         await engine.dispose()
         assert await checker.check_invariant() > 0
