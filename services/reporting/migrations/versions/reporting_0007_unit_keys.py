@@ -2,8 +2,8 @@
 
 ``reporting_unit_months`` and ``reporting_unit_days`` take ``unit`` (int4,
 ``services.reporting.unitkeys``) in place of ``tree`` and ``unit_id``: integer B-tree
-comparisons and a sixth less to keep in memory cut the fold's month and day upserts by
-about a quarter of PostgreSQL's CPU (2026-12-07). The rows are copied, converted in
+comparisons and a sixth less to keep in memory cut the fold's month and day upserts from
+~71 to ~51 µs of PostgreSQL's CPU per change (2026-12-07). The rows are copied, converted in
 SQL (about a minute for a national year's ~6 M rows), so the tables are rewritten.
 
 A replica of the release before cannot fold or answer against the new tables: its
