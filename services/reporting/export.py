@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
-
 from services.reporting.domain import UnitRollup
 from services.reporting.queries import attainments
 
@@ -106,6 +103,10 @@ def to_csv(rows: list[Line]) -> bytes:
 
 
 def to_xlsx(rows: list[Line], title: str) -> bytes:
+    # imported here: openpyxl costs ~0.8 s at every start of the service, for a rare export
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
     book = Workbook()
     sheet = book.active
     assert sheet is not None
