@@ -12,10 +12,15 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml uv.lock
+# Bytecode is compiled here, once: where PYTHONDONTWRITEBYTECODE is set (this project's
+# machines and CI set it) Python never caches it, and every process start compiled the
+# libraries again (~4.5 s instead of ~3 s to import a service; the suite starts services
+# in subprocesses hundreds of times).
+$(STAMP): pyproject.toml uv.lock Makefile
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen --inexact --quiet
+	$(BIN)/uv sync --frozen --inexact --quiet --compile-bytecode
+	@$(BIN)/python -m compileall -q ketnap services shared benchmarks deploy >/dev/null
 	@touch $(STAMP)
 
 demo: install
