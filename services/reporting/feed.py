@@ -41,7 +41,7 @@ from services.reporting.placing import NATIONAL, Placer, columns
 from services.reporting.queries import in_list
 from services.reporting.series import NAMES
 from services.reporting.tables import UNMAPPED
-from services.reporting.unitkeys import unit_key
+from services.reporting.unitkeys import keyed
 from shared.logging import get_logger
 from shared.messages import RollupDocument, RollupUnit, rollup_key
 from shared.orgtree import TreeVersion, Unit
@@ -200,7 +200,7 @@ class RollupPublisher:
             kind="INTEGER",
         )
         for chunk in _chunks(unit_ids):
-            units = {unit_key(tree, unit_id): unit_id for unit_id in chunk}
+            units = keyed(tree, chunk)
             rows = await connection.execute(statement, {"month": month, "units": list(units)})
             for unit, series, part, value in rows:
                 _put(out[(tree, units[unit], month)], series, part == UNMAPPED, int(value))

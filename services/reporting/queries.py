@@ -37,7 +37,7 @@ from services.reporting.domain import (
 from services.reporting.placing import NATIONAL, Placer, columns
 from services.reporting.series import ADMITTED_ALL
 from services.reporting.tables import MONTH_COLUMNS, TOTAL, UNMAPPED
-from services.reporting.unitkeys import unit_key
+from services.reporting.unitkeys import keyed
 from shared.orgtree import TreeVersion, Unit
 
 BRANCH_LEVEL = "branch"
@@ -205,7 +205,7 @@ class RollupReader:
         if not unit_ids or not ranges:
             return
         where, params = _between(bucket, ranges, "r")
-        units = {unit_key(tree, unit_id): unit_id for unit_id in unit_ids}
+        units = keyed(tree, unit_ids)
         rows = await connection.execute(
             in_list(
                 connection,

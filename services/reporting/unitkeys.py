@@ -13,6 +13,7 @@ of PostgreSQL's CPU per change (``docs/performance.md``).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final
 
 from shared.orgtree import TreeVersion
@@ -32,6 +33,11 @@ def unit_key(tree: TreeVersion, unit_id: str) -> int:
     return own + (TREE_2025 if tree == "2025" else 0)
 
 
+def keyed(tree: TreeVersion, unit_ids: Iterable[str]) -> dict[int, str]:
+    """Each unit's row key, mapped back to its id: what a query over the rows asks and reads."""
+    return {unit_key(tree, unit_id): unit_id for unit_id in unit_ids}
+
+
 def unit_of(key: int) -> tuple[TreeVersion, str]:
     """The (tree, unit id) of a row key: the inverse of :func:`unit_key`."""
     tree: TreeVersion = "2025" if key >= TREE_2025 else "legacy"
@@ -41,7 +47,7 @@ def unit_of(key: int) -> tuple[TreeVersion, str]:
     base = own // 1_000_000 * 1_000_000
     letter = _LEVEL_OF_BASE.get(base)
     number = own - base
-    if letter is None or not 0 <= number < 10 ** WIDTH[letter] or not 0 <= key < 2 * TREE_2025:
+    if letter is None or number >= 10 ** WIDTH[letter]:
         raise ValueError(f"not a unit key: {key}")
     return tree, f"{letter}{number:0{WIDTH[letter]}d}"
 
