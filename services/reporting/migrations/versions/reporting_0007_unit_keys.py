@@ -42,7 +42,8 @@ def _columns(bucket: str) -> list[sa.Column[object]]:
 
 
 def _replace(table: str, new: str, *, postgres: bool) -> None:
-    """``new`` (filled already) becomes ``table``, with the primary key's usual name."""
+    """``new`` (filled already) becomes ``table``, with the primary key's usual name (the
+    old table's indexes go with it, so the document index can be made again after)."""
     op.drop_table(table)
     op.rename_table(new, table)
     if postgres:
@@ -59,8 +60,6 @@ def upgrade() -> None:
             f"INSERT INTO {new} (unit, series, {bucket}, part, value) "
             f"SELECT {key_sql('tree', 'unit_id')}, series, {bucket}, part, value FROM {table}"
         )
-        if table == "reporting_unit_months":
-            op.drop_index(DOC_INDEX, table_name=table)
         _replace(table, new, postgres=postgres)
     op.create_index(DOC_INDEX, "reporting_unit_months", ["unit", "month"])
 
@@ -86,7 +85,5 @@ def downgrade() -> None:
             f"SELECT {tree_sql('unit')}, {unit_id_sql('unit', dialect)}, series, {bucket}, part, value "
             f"FROM {table}"
         )
-        if table == "reporting_unit_months":
-            op.drop_index(DOC_INDEX, table_name=table)
         _replace(table, new, postgres=postgres)
     op.create_index(DOC_INDEX, "reporting_unit_months", ["tree", "unit_id", "month"])
