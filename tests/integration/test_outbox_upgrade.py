@@ -8,7 +8,6 @@ relay publish a packed row as one message; a downgrade refuses while packed rows
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -17,28 +16,18 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import alembic_config, make_engine, migrate
+from shared.db import make_engine, migrate
 from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import make_producer
 from shared.outbox import MESSAGE_ID_HEADER, OutboxMessage, OutboxRelay, enqueue
 from shared.settings import Settings
 from shared.topics import REJECTED
+from tests.integration.migrations import to_revision
 from tests.integration.outboxes import records_on_topic, service_outbox
 
 pytestmark = pytest.mark.integration
 
 BEFORE = {"quota": "0003_quota_outbox_ids", "reporting": "reporting_0003"}
-
-
-def _to(service: str, revision: str, *, down: bool = False) -> Callable[[Connection], None]:
-    from alembic import command
-
-    def run(connection: Connection) -> None:
-        cfg = alembic_config(service)
-        cfg.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(cfg, revision)
-
-    return run
 
 
 async def _revision(engine: AsyncEngine, service: str) -> tuple[str, list[str]]:
@@ -73,7 +62,7 @@ async def test_rows_of_the_release_before_are_published_after_the_upgrade(
     await producer.start()
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_to(service, BEFORE[service]))
+            await connection.run_sync(to_revision(service, BEFORE[service]))
             statement, values = _old_insert(service, value)
             await connection.execute(text(statement), values)
         await migrate(engine, service)
@@ -104,11 +93,11 @@ async def test_a_downgrade_waits_for_packed_rows_to_be_published(database_url: s
         head = await _revision(engine, service)
         with pytest.raises(RuntimeError, match="packed rows"):
             async with engine.begin() as connection:
-                await connection.run_sync(_to(service, BEFORE[service], down=True))
+                await connection.run_sync(to_revision(service, BEFORE[service], down=True))
         assert await _revision(engine, service) == head  # the refusal undid the whole downgrade
         async with engine.begin() as connection:
             await connection.execute(text(f"DELETE FROM {service}_outbox"))
-            await connection.run_sync(_to(service, BEFORE[service], down=True))
+            await connection.run_sync(to_revision(service, BEFORE[service], down=True))
             statement, values = _old_insert(service, b"after the downgrade")
             await connection.execute(text(statement), values)
     finally:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.reporting.unitkeys import unit_key
-from shared.db import alembic_config, make_engine
+from shared.db import make_engine
+from tests.integration.migrations import to_revision
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +25,6 @@ TEXT_ROWS = [
 ]
 
 
-def _to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
-    from alembic import command
-
-    def run(connection: Connection) -> None:
-        cfg = alembic_config("reporting")
-        cfg.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(cfg, revision)
-
-    return run
-
-
 async def _rows(engine: AsyncEngine, table: str, columns: str) -> list[tuple[object, ...]]:
     async with engine.connect() as connection:
         found = await connection.execute(text(f"SELECT {columns} FROM {table} ORDER BY {columns}"))
@@ -48,7 +35,7 @@ async def test_the_rows_keep_their_values_up_and_down(database_url: str) -> None
     engine = make_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_to("reporting_0006"))
+            await connection.run_sync(to_revision("reporting", "reporting_0006"))
             for table, bucket in (("reporting_unit_months", "month"), ("reporting_unit_days", "day")):
                 await connection.execute(
                     text(
@@ -58,18 +45,18 @@ async def test_the_rows_keep_their_values_up_and_down(database_url: str) -> None
                     [dict(zip("tusbpv", row, strict=True)) for row in TEXT_ROWS],
                 )
         async with engine.begin() as connection:
-            await connection.run_sync(_to("reporting_0007"))
+            await connection.run_sync(to_revision("reporting", "reporting_0007"))
         keyed = sorted((unit_key(t, u), s, b, p, v) for t, u, s, b, p, v in TEXT_ROWS)  # type: ignore[arg-type]
         assert await _rows(engine, "reporting_unit_months", "unit, series, month, part, value") == keyed
         assert await _rows(engine, "reporting_unit_days", "unit, series, day, part, value") == keyed
 
         async with engine.begin() as connection:
-            await connection.run_sync(_to("reporting_0006", down=True))
+            await connection.run_sync(to_revision("reporting", "reporting_0006", down=True))
         columns = "tree, unit_id, series, {}, part, value"
         assert await _rows(engine, "reporting_unit_months", columns.format("month")) == sorted(TEXT_ROWS)
         assert await _rows(engine, "reporting_unit_days", columns.format("day")) == sorted(TEXT_ROWS)
         async with engine.begin() as connection:  # and up again: the names the upgrade gives are free
-            await connection.run_sync(_to("head"))
+            await connection.run_sync(to_revision("reporting", "head"))
         assert await _rows(engine, "reporting_unit_days", "unit, series, day, part, value") == keyed
     finally:
         await engine.dispose()
