@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
 import socket
 import statistics
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import MetaData, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shared.consumer import SESSION_TIMEOUT_ENV, offsets_table
 from shared.embedded_broker import EmbeddedBroker
+from shared.settings import Settings
 
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -58,6 +63,44 @@ def fresh_database(workdir: Path, name: str = "bench") -> Iterator[str]:
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as running:
         yield running
+
+
+def service_settings(service: str, bootstrap: str, url: str) -> Settings:
+    """A service's settings for a benchmark: quiet logs and a short group session."""
+    return Settings(
+        service=service,
+        kafka_bootstrap=bootstrap,
+        database_url=url,
+        log_level="WARNING",
+        # A group join on Tansu waits half the session: 3 s unless the environment sets one.
+        kafka_session_timeout_ms=int(os.environ.get(SESSION_TIMEOUT_ENV) or 3000),
+    )
+
+
+async def committed(engine: AsyncEngine, service: str, topic: str) -> int:
+    """Records of ``topic`` whose effect ``service`` has committed: the sum of its stored
+    positions (partitions start at 0; a redelivery is not counted twice there)."""
+    positions = offsets_table(MetaData(), service).c
+    query = select(func.coalesce(func.sum(positions.next_offset), 0)).where(positions.topic == topic)
+    async with engine.connect() as connection:
+        return int(await connection.scalar(query) or 0)
+
+
+def serve_replica(service: str, bootstrap: str, url: str, index: int, held: Any, stop: Any) -> None:
+    """One replica of ``service`` (the target of a child process): the service's own lifespan
+    until ``stop`` is set, writing the partitions its consumer holds to ``held[index]``."""
+
+    async def serve() -> None:
+        app = importlib.import_module(f"services.{service}.app").create_app(
+            service_settings(service, bootstrap, url)
+        )
+        async with app.router.lifespan_context(app):
+            consumer = getattr(app.state, f"{service}_consumers")[0]
+            while not stop.is_set():
+                held[index] = consumer.partitions
+                await asyncio.sleep(0.005)
+
+    asyncio.run(serve())
 
 
 def percentile(values: list[float], pct: float) -> float:

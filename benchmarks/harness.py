@@ -49,6 +49,7 @@ GOALS: dict[str, tuple[str, float]] = {
     "quota_freshness_p99_ms": ("<", 500),
     "reporting_fold_per_s": (">=", 30_000),
     "reporting_fold_2_replicas_per_s": (">=", 30_000),
+    "reporting_replay_2_replicas_per_s": (">=", 30_000),
     "query_p99_ms": ("<", 50),
     "national_year_s": ("<", 120),
     "e2e_freshness_p99_ms": ("<", 2_000),

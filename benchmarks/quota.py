@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -36,8 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.common import broker, fresh_database, percentile, postgres_available
-from shared.consumer import SESSION_TIMEOUT_ENV, offsets_table
+from benchmarks.common import (
+    broker,
+    committed,
+    fresh_database,
+    percentile,
+    postgres_available,
+    serve_replica,
+    service_settings,
+)
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS, partitions_of
 
 if TYPE_CHECKING:
@@ -50,16 +56,7 @@ QUICK_RUNS_WHY = (
 
 
 def _settings(bootstrap: str, url: str) -> Any:
-    from shared.settings import Settings
-
-    return Settings(
-        service="quota",
-        kafka_bootstrap=bootstrap,
-        database_url=url,
-        log_level="WARNING",
-        # A group join on Tansu waits half the session: 3 s unless the environment sets one.
-        kafka_session_timeout_ms=int(os.environ.get(SESSION_TIMEOUT_ENV) or 3000),
-    )
+    return service_settings("quota", bootstrap, url)
 
 
 async def _fill(bootstrap: str, events: list[dict[str, Any]], topic: str) -> None:
@@ -134,7 +131,10 @@ async def _replay_replicas(bootstrap: str, url: str, feed: Feed, replicas: int) 
     spawn = multiprocessing.get_context("spawn")
     held = spawn.Array("q", replicas)  # partitions each replica holds
     stop = spawn.Event()
-    children = [spawn.Process(target=_replica, args=(bootstrap, url, i, held, stop)) for i in range(replicas)]
+    children = [
+        spawn.Process(target=serve_replica, args=("quota", bootstrap, url, i, held, stop))
+        for i in range(replicas)
+    ]
     for child in children:
         child.start()
     engine = make_engine(url)
@@ -142,8 +142,8 @@ async def _replay_replicas(bootstrap: str, url: str, feed: Feed, replicas: int) 
         partitions = partitions_of(CANDIDATE_EVENTS)
         await _until(lambda: all(held[:]) and sum(held[:]) == partitions, within=300)
         await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
-        started, done_then = time.perf_counter(), await _committed(engine)
-        while (done := await _committed(engine)) < total:
+        started, done_then = time.perf_counter(), await committed(engine, "quota", CANDIDATE_EVENTS)
+        while (done := await committed(engine, "quota", CANDIDATE_EVENTS)) < total:
             if not all(c.is_alive() for c in children):
                 raise RuntimeError(f"a quota replica died: {[c.exitcode for c in children]}")
             await asyncio.sleep(0.02)
@@ -154,34 +154,6 @@ async def _replay_replicas(bootstrap: str, url: str, feed: Feed, replicas: int) 
             await asyncio.to_thread(child.join, 60)
         await engine.dispose()
     return {f"quota_replay_{replicas}_replicas_events_per_s": (done - done_then) / elapsed}
-
-
-async def _committed(engine: Any) -> int:
-    """Candidate events whose effect is committed: the sum of the stored positions (from 0)."""
-    from sqlalchemy import MetaData, func, select
-
-    positions = offsets_table(MetaData(), "quota").c
-    query = select(func.coalesce(func.sum(positions.next_offset), 0)).where(
-        positions.topic == CANDIDATE_EVENTS
-    )
-    async with engine.connect() as connection:
-        return int(await connection.scalar(query))
-
-
-def _replica(bootstrap: str, url: str, index: int, held: Any, stop: Any) -> None:
-    """One quota replica (in a child process): the service's own lifespan until ``stop``."""
-
-    async def serve() -> None:
-        from services.quota.app import create_app
-
-        app = create_app(_settings(bootstrap, url))
-        async with app.router.lifespan_context(app):
-            consumer = app.state.quota_consumers[0]
-            while not stop.is_set():
-                held[index] = consumer.partitions
-                await asyncio.sleep(0.02)
-
-    asyncio.run(serve())
 
 
 def replay_events_per_s(events: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:

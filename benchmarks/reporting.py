@@ -21,6 +21,13 @@ of them ``female``, some a profile category), as the quota service emits them.
   aiokafka's round-robin assignor gives them), in the same batches; changes over the
   seconds from both starting to the last one finishing. The replicas share the hot
   rows (``VN``, provinces), which the fold's lock order serialises. On PostgreSQL only.
+- ``reporting_replay_2_replicas_per_s``: the whole service, not only its fold: the same
+  year's changes put on ``ketnap.tally-changes`` as the quota publishes them (JSON, keyed
+  by branch; the branches registered in the database first), then two reporting
+  services started, each a process of its own in one consumer group (decoding, offsets,
+  outbox relay and rollup feed included). Timed from both holding partitions to the last
+  commit, counting the changes committed meanwhile (``_counted``: the first replica's
+  head start before the group settled is left out). On PostgreSQL only.
 - ``query_<unit>_<period>_p50_ms`` / ``_p99_ms``: one rollup answer
   (`ReportingReads.rollup`: validation, one snapshot, every query, the answer dict)
   for ``VN``, a province (``P01`` Hà Nội, the largest, in both trees) and a commune,
@@ -47,10 +54,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from benchmarks.common import fresh_database, percentile
+from benchmarks.common import broker, committed, fresh_database, percentile, serve_replica
 from services.intake.partition import murmur2, partition_of
 from services.reporting.domain import BranchRegistration
 from services.reporting.fold import Change, Folder, Registration
@@ -62,7 +71,7 @@ from shared.collector import PeriodicCollector
 from shared.db import is_sqlite, make_engine, migrate
 from shared.orgtree import load_org_trees
 from shared.settings import Settings
-from shared.topics import TALLY_CHANGES, partitions_of
+from shared.topics import REFERENCE_EVENTS, TALLY_CHANGES, partitions_of
 
 BRANCHES = 100_000
 QUICK_SIZE = (20_000, 60_000, 55)  # branches, events, days
@@ -161,18 +170,19 @@ def replica_of(branch_id: str, replicas: int) -> int:
     return partition_of(murmur2(branch_id.encode()), TALLY_PARTITIONS) % replicas
 
 
+async def _registered(url: str, branches: int, batch: int) -> None:
+    """A migrated database at ``url`` with ``branches`` registered (not timed)."""
+    engine = make_engine(url)
+    try:
+        await migrate(engine, "reporting")
+        await register(engine, Folder(Placer(load_org_trees())), registrations(branches), batch)
+    finally:
+        await engine.dispose()
+
+
 def fold_replicas(url: str, size: tuple[int, int, int], replicas: int, batch: int) -> dict[str, float]:
     """``size``'s year folded by ``replicas`` processes at once into a new database at ``url``."""
-
-    async def prepare() -> None:
-        engine = make_engine(url)
-        try:
-            await migrate(engine, "reporting")
-            await register(engine, Folder(Placer(load_org_trees())), registrations(size[0]), batch)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(prepare())
+    asyncio.run(_registered(url, size[0], batch))
     spawn = multiprocessing.get_context("spawn")
     ready, folded = spawn.Barrier(replicas + 1), spawn.Array("q", replicas)
     children = [
@@ -189,6 +199,101 @@ def fold_replicas(url: str, size: tuple[int, int, int], replicas: int, batch: in
     if any(child.exitcode for child in children):
         raise RuntimeError(f"a fold replica failed: {[c.exitcode for c in children]}")
     return {f"reporting_fold_{replicas}_replicas_per_s": sum(folded[:]) / elapsed}
+
+
+def replay_replicas(url: str, size: tuple[int, int, int], replicas: int, batch: int) -> dict[str, float]:
+    """``size``'s tally changes on ``ketnap.tally-changes``, consumed by ``replicas`` reporting
+    services (processes of their own, the whole service: decoding, offsets, outbox, the
+    rollup feed) into a new database at ``url`` with the branches registered."""
+    asyncio.run(_registered(url, size[0], batch))
+    with broker() as running:
+        total = asyncio.run(_fill_changes(running.bootstrap, size, batch))
+        return asyncio.run(_timed_replicas(running.bootstrap, url, total, replicas))
+
+
+_WIRE_SERIES = {series: key for key, series in SERIES.items()}
+
+
+async def _fill_changes(bootstrap: str, size: tuple[int, int, int], batch: int) -> int:
+    """The year's changes as the quota publishes them (key the branch, JSON value); their count."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1024 * 1024
+    )
+    await producer.start()
+    days: dict[int, str] = {}
+    total = 0
+    try:
+        for chunk in changes(registrations(size[0]), *size[1:], batch * 20):
+            futures = []
+            for c in chunk:
+                metric, category = _WIRE_SERIES[c.series]
+                day = days.get(c.day) or days.setdefault(c.day, date.fromordinal(c.day).isoformat())
+                value = {
+                    "branch_id": c.branch_id,
+                    "date": day,
+                    "metric": metric,
+                    "category": category,
+                    "delta": 1,
+                    "value": c.value,
+                    "version": c.version,
+                    "source_event_id": f"evt-{total}",
+                }
+                futures.append(
+                    await producer.send(TALLY_CHANGES, orjson.dumps(value), key=c.branch_id.encode())
+                )
+                total += 1
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return total
+
+
+async def _timed_replicas(bootstrap: str, url: str, total: int, replicas: int) -> dict[str, float]:
+    """Timed from every replica holding partitions (the group settled) to the last commit,
+    counting the positions committed in the database meanwhile, read every 20 ms."""
+    spawn = multiprocessing.get_context("spawn")
+    held, stop = spawn.Array("q", replicas), spawn.Event()
+    children = [
+        spawn.Process(target=serve_replica, args=("reporting", bootstrap, url, i, held, stop))
+        for i in range(replicas)
+    ]
+    for child in children:
+        child.start()
+    engine = make_engine(url)
+    try:
+        partitions = partitions_of(TALLY_CHANGES) + partitions_of(REFERENCE_EVENTS)
+        await _until(lambda: all(held[:]) and sum(held[:]) == partitions, children, within=600, step=0.005)
+        started, done_then = time.perf_counter(), await committed(engine, "reporting", TALLY_CHANGES)
+        while (done := await committed(engine, "reporting", TALLY_CHANGES)) < total:
+            _alive(children)
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        for child in children:
+            await asyncio.to_thread(child.join, 60)
+            if child.is_alive():  # still publishing the feed's last documents: the figure is taken
+                child.terminate()
+                await asyncio.to_thread(child.join, 10)
+        await engine.dispose()
+    return {
+        f"reporting_replay_{replicas}_replicas_per_s": (done - done_then) / elapsed,
+        f"reporting_replay_{replicas}_replicas_counted": float(done - done_then),
+    }
+
+
+async def _until(predicate: Any, children: list[Any], within: float, step: float) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        _alive(children)
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark did not finish in time")
+        await asyncio.sleep(step)
+
+
+def _alive(children: list[Any]) -> None:
+    if not all(c.is_alive() for c in children):
+        raise RuntimeError(f"a reporting replica died: {[c.exitcode for c in children]}")
 
 
 def _fold_replica(
@@ -271,6 +376,8 @@ def _measured(quick: bool, query_runs: int) -> Generator[dict[str, float]]:
             with fresh_database(Path(tmp), "reporting_replicas") as replicas_url:
                 size = QUICK_SIZE if quick else FULL_SIZE
                 fold |= fold_replicas(replicas_url, size, REPLICAS, Settings().reporting_batch)
+            with fresh_database(Path(tmp), "reporting_replay") as replay_url:
+                fold |= replay_replicas(replay_url, size, REPLICAS, Settings().reporting_batch)
         try:
             for _ in range(query_runs):
                 yield fold | runner.run(latencies(reads, 50 if quick else 200))
