@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import multiprocessing
 import os
 import socket
 import statistics
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.consumer import SESSION_TIMEOUT_ENV, offsets_table
+from shared.db import make_engine
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import Settings
 
@@ -101,6 +104,59 @@ def serve_replica(service: str, bootstrap: str, url: str, index: int, held: Any,
                 await asyncio.sleep(0.005)
 
     asyncio.run(serve())
+
+
+class Replicas:
+    """``count`` replicas of ``service``, each a process of its own in one consumer group,
+    on one broker and database; stopped on leaving (killed if one is still busy 60 s on)."""
+
+    def __init__(self, service: str, bootstrap: str, url: str, count: int) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self.service, self.url = service, url
+        self.held, self.stop = spawn.Array("q", count), spawn.Event()  # partitions each holds
+        self.children = [
+            spawn.Process(target=serve_replica, args=(service, bootstrap, url, i, self.held, self.stop))
+            for i in range(count)
+        ]
+
+    async def __aenter__(self) -> Replicas:
+        for child in self.children:
+            child.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        for child in self.children:
+            await asyncio.to_thread(child.join, 60)
+            if child.is_alive():  # still publishing its last messages: the figure is taken
+                child.terminate()
+                await asyncio.to_thread(child.join, 10)
+
+    def check(self) -> None:
+        if not all(child.is_alive() for child in self.children):
+            raise RuntimeError(f"a {self.service} replica died: {[c.exitcode for c in self.children]}")
+
+    async def settled(self, partitions: int, within: float) -> None:
+        """Until every replica holds partitions and together they hold ``partitions``."""
+        deadline = time.monotonic() + within
+        while not (all(self.held[:]) and sum(self.held[:]) == partitions):
+            self.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the {self.service} replicas did not share the partitions")
+            await asyncio.sleep(0.005)
+
+    async def committing(self, topic: str, total: int) -> tuple[int, float]:
+        """From now until ``total`` records of ``topic`` are committed: the records committed
+        meanwhile and the seconds, the positions read every 20 ms."""
+        engine = make_engine(self.url)
+        try:
+            started, before = time.perf_counter(), await committed(engine, self.service, topic)
+            while (done := await committed(engine, self.service, topic)) < total:
+                self.check()
+                await asyncio.sleep(0.02)
+            return done - before, time.perf_counter() - started
+        finally:
+            await engine.dispose()
 
 
 def percentile(values: list[float], pct: float) -> float:

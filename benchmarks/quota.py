@@ -36,12 +36,11 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.common import (
+    Replicas,
     broker,
-    committed,
     fresh_database,
     percentile,
     postgres_available,
-    serve_replica,
     service_settings,
 )
 from shared.topics import CANDIDATE_EVENTS, REFERENCE_EVENTS, partitions_of
@@ -124,36 +123,12 @@ async def _replay_replicas(bootstrap: str, url: str, feed: Feed, replicas: int) 
     Timed from the end of the fill (the producer no longer shares the cores) to the last
     commit, counting the positions committed in the database meanwhile (a redelivery is
     not counted twice there), read every 20 ms."""
-    from shared.db import make_engine
-
     await _fill(bootstrap, feed.reference, REFERENCE_EVENTS)
-    total = len(feed.candidates)
-    spawn = multiprocessing.get_context("spawn")
-    held = spawn.Array("q", replicas)  # partitions each replica holds
-    stop = spawn.Event()
-    children = [
-        spawn.Process(target=serve_replica, args=("quota", bootstrap, url, i, held, stop))
-        for i in range(replicas)
-    ]
-    for child in children:
-        child.start()
-    engine = make_engine(url)
-    try:
-        partitions = partitions_of(CANDIDATE_EVENTS)
-        await _until(lambda: all(held[:]) and sum(held[:]) == partitions, within=300)
+    async with Replicas("quota", bootstrap, url, replicas) as group:
+        await group.settled(partitions_of(CANDIDATE_EVENTS), within=300)
         await _fill(bootstrap, feed.candidates, CANDIDATE_EVENTS)
-        started, done_then = time.perf_counter(), await committed(engine, "quota", CANDIDATE_EVENTS)
-        while (done := await committed(engine, "quota", CANDIDATE_EVENTS)) < total:
-            if not all(c.is_alive() for c in children):
-                raise RuntimeError(f"a quota replica died: {[c.exitcode for c in children]}")
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        stop.set()
-        for child in children:
-            await asyncio.to_thread(child.join, 60)
-        await engine.dispose()
-    return {f"quota_replay_{replicas}_replicas_events_per_s": (done - done_then) / elapsed}
+        counted, elapsed = await group.committing(CANDIDATE_EVENTS, len(feed.candidates))
+    return {f"quota_replay_{replicas}_replicas_events_per_s": counted / elapsed}
 
 
 def replay_events_per_s(events: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float:

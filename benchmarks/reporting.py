@@ -59,7 +59,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from benchmarks.common import broker, committed, fresh_database, percentile, serve_replica
+from benchmarks.common import Replicas, broker, fresh_database, percentile
 from services.intake.partition import murmur2, partition_of
 from services.reporting.domain import BranchRegistration
 from services.reporting.fold import Change, Folder, Registration
@@ -250,50 +250,14 @@ async def _fill_changes(bootstrap: str, size: tuple[int, int, int], batch: int) 
 
 async def _timed_replicas(bootstrap: str, url: str, total: int, replicas: int) -> dict[str, float]:
     """Timed from every replica holding partitions (the group settled) to the last commit,
-    counting the positions committed in the database meanwhile, read every 20 ms."""
-    spawn = multiprocessing.get_context("spawn")
-    held, stop = spawn.Array("q", replicas), spawn.Event()
-    children = [
-        spawn.Process(target=serve_replica, args=("reporting", bootstrap, url, i, held, stop))
-        for i in range(replicas)
-    ]
-    for child in children:
-        child.start()
-    engine = make_engine(url)
-    try:
-        partitions = partitions_of(TALLY_CHANGES) + partitions_of(REFERENCE_EVENTS)
-        await _until(lambda: all(held[:]) and sum(held[:]) == partitions, children, within=600, step=0.005)
-        started, done_then = time.perf_counter(), await committed(engine, "reporting", TALLY_CHANGES)
-        while (done := await committed(engine, "reporting", TALLY_CHANGES)) < total:
-            _alive(children)
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        stop.set()
-        for child in children:
-            await asyncio.to_thread(child.join, 60)
-            if child.is_alive():  # still publishing the feed's last documents: the figure is taken
-                child.terminate()
-                await asyncio.to_thread(child.join, 10)
-        await engine.dispose()
+    counting the changes committed meanwhile."""
+    async with Replicas("reporting", bootstrap, url, replicas) as group:
+        await group.settled(partitions_of(TALLY_CHANGES) + partitions_of(REFERENCE_EVENTS), within=600)
+        counted, elapsed = await group.committing(TALLY_CHANGES, total)
     return {
-        f"reporting_replay_{replicas}_replicas_per_s": (done - done_then) / elapsed,
-        f"reporting_replay_{replicas}_replicas_counted": float(done - done_then),
+        f"reporting_replay_{replicas}_replicas_per_s": counted / elapsed,
+        f"reporting_replay_{replicas}_replicas_counted": float(counted),
     }
-
-
-async def _until(predicate: Any, children: list[Any], within: float, step: float) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        _alive(children)
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark did not finish in time")
-        await asyncio.sleep(step)
-
-
-def _alive(children: list[Any]) -> None:
-    if not all(c.is_alive() for c in children):
-        raise RuntimeError(f"a reporting replica died: {[c.exitcode for c in children]}")
 
 
 def _fold_replica(
