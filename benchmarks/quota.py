@@ -54,10 +54,6 @@ QUICK_RUNS_WHY = (
 )
 
 
-def _settings(bootstrap: str, url: str) -> Any:
-    return service_settings("quota", bootstrap, url)
-
-
 async def _fill(bootstrap: str, events: list[dict[str, Any]], topic: str) -> None:
     from tests.integration.quota.feed import encode
 
@@ -104,7 +100,7 @@ async def _replay_events(
     await _fill(bootstrap, reference, REFERENCE_EVENTS)
     await _fill(bootstrap, candidates, CANDIDATE_EVENTS)
     total = len(candidates)
-    app = create_app(_settings(bootstrap, url))
+    app = create_app(service_settings("quota", bootstrap, url))
     async with app.router.lifespan_context(app):
         consumer = app.state.quota_consumers[0]
         await _until(lambda: consumer.records >= total, within=1800)
@@ -165,7 +161,7 @@ def _produce_steadily(bootstrap: str, rate: int, seconds: float, seed: int) -> N
 async def _freshness(bootstrap: str, url: str, rate: int, seconds: float) -> dict[str, float]:
     from services.quota.app import create_app
 
-    app = create_app(_settings(bootstrap, url))
+    app = create_app(service_settings("quota", bootstrap, url))
     async with app.router.lifespan_context(app):
         consumer = app.state.quota_consumers[0]
         await asyncio.sleep(3)  # joined and idle

@@ -54,19 +54,19 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks.common import Replicas, broker, fresh_database, percentile
 from services.intake.partition import murmur2, partition_of
+from services.quota.wire import tally_change_from
 from services.reporting.domain import BranchRegistration
 from services.reporting.fold import Change, Folder, Registration
 from services.reporting.placing import Placer
 from services.reporting.queries import RollupReader
 from services.reporting.reads import ReportingReads
-from services.reporting.series import SERIES
+from services.reporting.series import NAMES, SERIES
 from shared.collector import PeriodicCollector
 from shared.db import is_sqlite, make_engine, migrate
 from shared.orgtree import load_org_trees
@@ -211,36 +211,20 @@ def replay_replicas(url: str, size: tuple[int, int, int], replicas: int, batch: 
         return asyncio.run(_timed_replicas(running.bootstrap, url, total, replicas))
 
 
-_WIRE_SERIES = {series: key for key, series in SERIES.items()}
-
-
 async def _fill_changes(bootstrap: str, size: tuple[int, int, int], batch: int) -> int:
-    """The year's changes as the quota publishes them (key the branch, JSON value); their count."""
+    """The year's changes as the quota publishes them (its own encoder); their count."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1024 * 1024
     )
     await producer.start()
-    days: dict[int, str] = {}
     total = 0
     try:
         for chunk in changes(registrations(size[0]), *size[1:], batch * 20):
             futures = []
             for c in chunk:
-                metric, category = _WIRE_SERIES[c.series]
-                day = days.get(c.day) or days.setdefault(c.day, date.fromordinal(c.day).isoformat())
-                value = {
-                    "branch_id": c.branch_id,
-                    "date": day,
-                    "metric": metric,
-                    "category": category,
-                    "delta": 1,
-                    "value": c.value,
-                    "version": c.version,
-                    "source_event_id": f"evt-{total}",
-                }
-                futures.append(
-                    await producer.send(TALLY_CHANGES, orjson.dumps(value), key=c.branch_id.encode())
-                )
+                key = (c.branch_id, date.fromordinal(c.day), *NAMES[c.series])
+                m = tally_change_from(key, 1, c.value, c.version, f"evt-{total}", ())
+                futures.append(await producer.send(m.topic, m.value, key=m.key))
                 total += 1
             await asyncio.gather(*futures)
     finally:
