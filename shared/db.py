@@ -68,17 +68,25 @@ def alembic_config(service: str) -> Config:
     return cfg
 
 
-async def migrate(engine: AsyncEngine, service: str) -> None:
-    """Bring the service's tables to head; safe when replicas start together (advisory lock on PostgreSQL)."""
-    from alembic import command
+def run_migrations(
+    connection: Connection, service: str, revision: str = "head", *, down: bool = False
+) -> None:
+    """Alembic on ``connection``, in its transaction: ``service``'s tables up (or down) to
+    ``revision``. For ``AsyncConnection.run_sync``; tests use it to stop at a revision."""
+    from alembic import command  # imported here: alembic costs ~1 s at every process start
 
     cfg = alembic_config(service)
+    cfg.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+async def migrate(engine: AsyncEngine, service: str) -> None:
+    """Bring the service's tables to head; safe when replicas start together (advisory lock on PostgreSQL)."""
 
     def upgrade(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(service.encode())})
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        run_migrations(connection, service)
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)

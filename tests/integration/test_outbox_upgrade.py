@@ -16,13 +16,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine, migrate
+from shared.db import make_engine, migrate, run_migrations
 from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import make_producer
 from shared.outbox import MESSAGE_ID_HEADER, OutboxMessage, OutboxRelay, enqueue
 from shared.settings import Settings
 from shared.topics import REJECTED
-from tests.integration.migrations import to_revision
 from tests.integration.outboxes import records_on_topic, service_outbox
 
 pytestmark = pytest.mark.integration
@@ -62,7 +61,7 @@ async def test_rows_of_the_release_before_are_published_after_the_upgrade(
     await producer.start()
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(to_revision(service, BEFORE[service]))
+            await connection.run_sync(run_migrations, service, BEFORE[service])
             statement, values = _old_insert(service, value)
             await connection.execute(text(statement), values)
         await migrate(engine, service)
@@ -93,11 +92,11 @@ async def test_a_downgrade_waits_for_packed_rows_to_be_published(database_url: s
         head = await _revision(engine, service)
         with pytest.raises(RuntimeError, match="packed rows"):
             async with engine.begin() as connection:
-                await connection.run_sync(to_revision(service, BEFORE[service], down=True))
+                await connection.run_sync(run_migrations, service, BEFORE[service], down=True)
         assert await _revision(engine, service) == head  # the refusal undid the whole downgrade
         async with engine.begin() as connection:
             await connection.execute(text(f"DELETE FROM {service}_outbox"))
-            await connection.run_sync(to_revision(service, BEFORE[service], down=True))
+            await connection.run_sync(run_migrations, service, BEFORE[service], down=True)
             statement, values = _old_insert(service, b"after the downgrade")
             await connection.execute(text(statement), values)
     finally:

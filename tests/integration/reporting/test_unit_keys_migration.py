@@ -7,8 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.reporting.unitkeys import unit_key
-from shared.db import make_engine
-from tests.integration.migrations import to_revision
+from shared.db import make_engine, run_migrations
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +34,7 @@ async def test_the_rows_keep_their_values_up_and_down(database_url: str) -> None
     engine = make_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(to_revision("reporting", "reporting_0006"))
+            await connection.run_sync(run_migrations, "reporting", "reporting_0006")
             for table, bucket in (("reporting_unit_months", "month"), ("reporting_unit_days", "day")):
                 await connection.execute(
                     text(
@@ -45,18 +44,18 @@ async def test_the_rows_keep_their_values_up_and_down(database_url: str) -> None
                     [dict(zip("tusbpv", row, strict=True)) for row in TEXT_ROWS],
                 )
         async with engine.begin() as connection:
-            await connection.run_sync(to_revision("reporting", "reporting_0007"))
+            await connection.run_sync(run_migrations, "reporting", "reporting_0007")
         keyed = sorted((unit_key(t, u), s, b, p, v) for t, u, s, b, p, v in TEXT_ROWS)  # type: ignore[arg-type]
         assert await _rows(engine, "reporting_unit_months", "unit, series, month, part, value") == keyed
         assert await _rows(engine, "reporting_unit_days", "unit, series, day, part, value") == keyed
 
         async with engine.begin() as connection:
-            await connection.run_sync(to_revision("reporting", "reporting_0006", down=True))
+            await connection.run_sync(run_migrations, "reporting", "reporting_0006", down=True)
         columns = "tree, unit_id, series, {}, part, value"
         assert await _rows(engine, "reporting_unit_months", columns.format("month")) == sorted(TEXT_ROWS)
         assert await _rows(engine, "reporting_unit_days", columns.format("day")) == sorted(TEXT_ROWS)
         async with engine.begin() as connection:  # and up again: the names the upgrade gives are free
-            await connection.run_sync(to_revision("reporting", "head"))
+            await connection.run_sync(run_migrations, "reporting", "head")
         assert await _rows(engine, "reporting_unit_days", "unit, series, day, part, value") == keyed
     finally:
         await engine.dispose()
