@@ -76,7 +76,7 @@ def create_app(
                 settings.model_copy(update={"consumer_batch": settings.reporting_batch}),
                 after_commit=(relay.wake,),
             )
-            app.state.reporting_consumers = (consumer,)  # their counters, for benchmarks and tests
+            app.state.reporting_consumers = (consumer,)  # as the quota's: the benchmarks read their counters
             checks = SelfCheck(engine, reader, interval_s=selfcheck_interval_s, clock=clock)
             app.state.selfcheck = checks
             broker = make_broker(settings)
