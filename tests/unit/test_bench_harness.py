@@ -8,6 +8,7 @@ import os
 import pytest
 
 from benchmarks import harness, intake, quota
+from benchmarks.common import service_settings
 from shared.consumer import SESSION_TIMEOUT_ENV
 from shared.settings import Settings
 
@@ -43,13 +44,13 @@ def test_verdicts_follow_the_goals_direction() -> None:
     assert harness.verdict("intake_p50_ms", 1) == ""
 
 
-def test_the_quota_module_shortens_its_own_services_sessions_not_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("service", ["quota", "reporting"])
+def test_benchmarks_shorten_their_own_services_sessions_not_the_environment(
+    monkeypatch: pytest.MonkeyPatch, service: str
 ) -> None:
     monkeypatch.delenv(SESSION_TIMEOUT_ENV, raising=False)
-    importlib.reload(quota)
-    assert quota._settings("127.0.0.1:1", "sqlite+aiosqlite://").kafka_session_timeout_ms == 3000
+    assert service_settings(service, "127.0.0.1:1", "sqlite+aiosqlite://").kafka_session_timeout_ms == 3000
     assert SESSION_TIMEOUT_ENV not in os.environ  # the end-to-end services keep their default
     assert Settings().kafka_session_timeout_ms == 10_000
     monkeypatch.setenv(SESSION_TIMEOUT_ENV, "1500")
-    assert quota._settings("127.0.0.1:1", "sqlite+aiosqlite://").kafka_session_timeout_ms == 1500
+    assert service_settings(service, "127.0.0.1:1", "sqlite+aiosqlite://").kafka_session_timeout_ms == 1500
