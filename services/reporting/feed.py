@@ -199,7 +199,7 @@ class RollupPublisher:
             "WHERE month = :month AND unit IN :units AND value <> 0",
             kind="INTEGER",
         )
-        for chunk in _chunks(unit_ids):
+        for chunk in _chunks(connection, unit_ids):
             units = keyed(tree, chunk)
             rows = await connection.execute(statement, {"month": month, "units": list(units)})
             for unit, series, part, value in rows:
@@ -213,18 +213,27 @@ class RollupPublisher:
         unit_ids: list[str],
         out: dict[DocKey, Content],
     ) -> None:
+        """The month of units without monthly rows (communes of a district), summed from their
+        branches' tallies, one province at a time: filtered on the branches' province, the
+        plan is an index lookup per branch, where a list of communes drew a sequential scan
+        of every tally (~150 ms for a province a third into the national year, against ~20)."""
         cols = columns(tree)
         first, last = _month_days(month)
-        statement = in_list(
-            connection,
+        statement = text(
             f"SELECT b.{cols['anchor']}, b.{cols['mapped']}, t.series, sum(t.value) "
             "FROM reporting_branches b JOIN reporting_tallies t ON t.branch_id = b.branch_id "
-            f"WHERE b.{cols['anchor']} IN :units AND t.day BETWEEN :first AND :last "
-            f"GROUP BY b.{cols['anchor']}, b.{cols['mapped']}, t.series",
+            f"WHERE b.{cols['province']} = :province AND t.day BETWEEN :first AND :last "
+            f"GROUP BY b.{cols['anchor']}, b.{cols['mapped']}, t.series"
         )
-        for chunk in _chunks(unit_ids):
-            rows = await connection.execute(statement, {"units": chunk, "first": first, "last": last})
-            for anchor, mapped, series, value in rows:
+        org = self.placer.trees[tree]
+        by_province: dict[str, set[str]] = defaultdict(set)
+        for unit_id in unit_ids:
+            by_province[org.province_of(unit_id)].add(unit_id)
+        for province, wanted in sorted(by_province.items()):
+            params = {"province": province, "first": first, "last": last}
+            for anchor, mapped, series, value in await connection.execute(statement, params):
+                if anchor not in wanted:  # unmapped at the province or a district: monthly rows there
+                    continue
                 content = out[(tree, anchor, month)]
                 _put(content, series, False, int(value))
                 if not mapped:
@@ -283,9 +292,12 @@ def _put(content: Content, series: int, unmapped: bool, value: int) -> None:
     bucket[category] = bucket.get(category, 0) + value
 
 
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+def _chunks(connection: AsyncConnection, values: list[str]) -> Iterable[list[str]]:
+    """The whole list at once on PostgreSQL (one array parameter: a query per chunk read
+    the whole (tree, month) of ``reporting_feed_versions`` again), pieces on SQLite."""
+    size = len(values) if is_postgres(connection) else _CHUNK
+    for start in range(0, len(values), max(size, 1)):
+        yield values[start : start + size]
 
 
 async def _marks(connection: AsyncConnection, after: DocKey | None) -> list[Row]:
@@ -349,7 +361,7 @@ async def _held(
         "WHERE tree = :tree AND month = :month AND unit_id IN :units",
     )
     for (tree, month), unit_ids in by_tree_month.items():
-        for chunk in _chunks(unit_ids):
+        for chunk in _chunks(connection, unit_ids):
             rows: Any = await connection.execute(statement, {"tree": tree, "month": month, "units": chunk})
             for unit_id, version, digest, sent_at in rows:
                 found[(tree, unit_id, month)] = (int(version), digest, utc(sent_at))

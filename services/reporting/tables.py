@@ -174,12 +174,14 @@ dirty: Final = sa.Table(
 feed_versions: Final = sa.Table(
     "reporting_feed_versions",
     metadata,
-    _tree(),
-    sa.Column("unit_id", sa.String(16), primary_key=True),
-    sa.Column("month", sa.Integer, primary_key=True),
+    sa.Column("tree", sa.String(8)),
+    sa.Column("unit_id", sa.String(16)),
+    sa.Column("month", sa.Integer),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.String(32), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+    # a month's units together: the feed reads the versions of a (tree, month) (reporting_0008)
+    sa.PrimaryKeyConstraint("tree", "month", "unit_id", name="reporting_feed_versions_pkey"),
 )
 
 outbox: Final = outbox_table(metadata, "reporting")

@@ -62,6 +62,8 @@ async def test_the_example_consumer_rebuilds_the_year_the_api_reports(
         *ledger.admissions("B-C02680-41", days[1::3], ["female"]),
         *ledger.admissions("B-C06901-42", days[::5]),  # registered late: unmapped first
         *ledger.admissions("B-C06895-41", [date(2025, 6, 30), date(2025, 7, 1)]),
+        # known in the 2025 tree only: unmapped at P22 in the legacy tree, P22's own monthly rows
+        *ledger.admissions("B-C06913-41", days[3::4]),
     ]
     units = [("legacy", "C06901"), ("legacy", "D200"), ("legacy", "P22"), ("legacy", "P10"), ("legacy", "VN"),
              ("2025", "C06913"), ("2025", "P22"), ("2025", "VN")]  # fmt: skip
@@ -69,8 +71,10 @@ async def test_the_example_consumer_rebuilds_the_year_the_api_reports(
         await service.reference(
             [branch_registered(b, b[2:8]) for b in ("B-C06901-41", "B-C02680-41", "B-C06895-41")]
         )
+        await service.reference([branch_registered("B-C06913-41", None, "C06913")])
         await service.tallies(changes)
-        await service.value_becomes("VN", len(days[::2]) + len(days[1::3]) + len(days[::5]), period="2024")
+        in_2024 = len(days[::2]) + len(days[1::3]) + len(days[::5]) + len(days[3::4])
+        await service.value_becomes("VN", in_2024, period="2024")
         await service.reference([branch_registered("B-C06901-42", "C06901")])
         await service.value_becomes("C06901", len(days[::2]) + len(days[::5]), period="2024")
         expected = {
@@ -93,6 +97,10 @@ async def test_the_example_consumer_rebuilds_the_year_the_api_reports(
         parsed = RollupDocument.model_validate(document)
         assert key == f"{parsed.tree}|{parsed.unit.id}|{parsed.month}"
     assert consumer.year_figures(documents, "legacy", "C06895", 2025)["value"] == 2
+    province = consumer.year_figures(documents, "legacy", "P22", 2024)
+    in_p22 = len(days[::2]) + len(days[::5]) + len(days[3::4])
+    assert (province["value"], province["unmapped"]) == (in_p22, len(days[3::4]))
+    assert consumer.year_figures(documents, "legacy", "VN", 2024)["value"] == in_2024
     assert documents["legacy|P22|2024-01"]["unit"] == {
         "id": "P22",
         "name": "Tỉnh Quảng Ninh",
