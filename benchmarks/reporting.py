@@ -28,6 +28,8 @@ of them ``female``, some a profile category), as the quota service emits them.
   outbox relay and rollup feed included). Timed from both holding partitions to the last
   commit, counting the changes committed meanwhile (``_counted``: the first replica's
   head start before the group settled is left out). On PostgreSQL only.
+  ``_feed_behind_s``: from that last commit until the rollups feed has built every
+  document the changes touched (no dirty mark left): the feed's lag, outside the figure.
 - ``query_<unit>_<period>_p50_ms`` / ``_p99_ms``: one rollup answer
   (`ReportingReads.rollup`: validation, one snapshot, every query, the answer dict)
   for ``VN``, a province (``P01`` Hà Nội, the largest, in both trees) and a commune,
@@ -238,10 +240,29 @@ async def _timed_replicas(bootstrap: str, url: str, total: int, replicas: int) -
     async with Replicas("reporting", bootstrap, url, replicas) as group:
         await group.settled(partitions_of(TALLY_CHANGES) + partitions_of(REFERENCE_EVENTS), within=600)
         counted, elapsed = await group.committing(TALLY_CHANGES, total)
+        behind = await _feed_behind(url, group)
     return {
         f"reporting_replay_{replicas}_replicas_per_s": counted / elapsed,
         f"reporting_replay_{replicas}_replicas_counted": float(counted),
+        f"reporting_replay_{replicas}_replicas_feed_behind_s": behind,
     }
+
+
+async def _feed_behind(url: str, group: Replicas) -> float:
+    """Seconds from the last change committed until the rollups feed has built every
+    document they changed (no dirty mark left): the feed's lag at the end of the replay,
+    which the changes/s figure does not include."""
+    engine = make_engine(url)
+    started = time.perf_counter()
+    try:
+        while True:
+            async with engine.connect() as connection:
+                if not await connection.scalar(text("SELECT count(*) FROM reporting_dirty")):
+                    return time.perf_counter() - started
+            group.check()
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
 
 
 def _fold_replica(

@@ -66,15 +66,21 @@ def create_app(
             reader = RollupReader(placer)
             app.state.reporting = ReportingReads(engine, reader, clock)
             relay = OutboxRelay(engine, resources.producer, outbox, SERVICE)
-            publisher = RollupPublisher(
-                engine, placer, outbox, coalesce_s=settings.rollup_coalesce_s, wake=relay.wake, clock=clock
-            )
             consumer = BatchConsumer(
                 ConsumerSpec(SERVICE, GROUP, (TALLY_CHANGES, REFERENCE_EVENTS)),
                 ReportingHandler(Folder(placer), outbox),
                 engine,
                 settings.model_copy(update={"consumer_batch": settings.reporting_batch}),
                 after_commit=(relay.wake,),
+            )
+            publisher = RollupPublisher(
+                engine,
+                placer,
+                outbox,
+                coalesce_s=settings.rollup_coalesce_s,
+                wake=relay.wake,
+                clock=clock,
+                folded=lambda: consumer.batches,
             )
             app.state.reporting_consumers = (consumer,)  # as the quota's: the benchmarks read their counters
             checks = SelfCheck(engine, reader, interval_s=selfcheck_interval_s, clock=clock)

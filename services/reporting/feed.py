@@ -13,8 +13,9 @@ province, or ``VN`` for counts anchored above provinces). Every
 The outbox relay publishes them (acks=all) in id order, so per key the versions
 on the topic only rise. A crash before the commit leaves the marks dirty: the
 documents are rebuilt later, never lost. During a national replay the interval
-stretches to twice the last round's duration, so building documents never takes
-more than a third of the time.
+stretches to nine times the last round's duration, so building documents never takes
+more than a tenth of the time (`DUTY`): every round rebuilds whole provinces, and at a
+third the rounds took a third of the replay's PostgreSQL time (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from shared.topics import ROLLUPS
 log = get_logger(__name__)
 FEED_LOCK: Final = zlib.crc32(b"reporting_feed")
 CLAIM: Final = 400
+DUTY: Final = 0.1
+"""The largest share of the time the publisher spends building documents, when folds keep it busy."""
 _CHUNK: Final = 500
 
 VERSIONS: Final = Upsert(
@@ -98,9 +101,12 @@ class RollupPublisher:
         coalesce_s: float,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        folded: Callable[[], int] = lambda: 0,
     ) -> None:
+        """``folded``: how many batches this replica's consumer has folded, so the publisher
+        gives way to the folds while they run and catches up as soon as they stop."""
         self.engine, self.placer, self.outbox = engine, placer, outbox
-        self.coalesce_s, self.wake, self.clock = coalesce_s, wake, clock
+        self.coalesce_s, self.wake, self.clock, self.folded = coalesce_s, wake, clock, folded
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._after: DocKey | None = None  # PostgreSQL: the last mark of the previous round
@@ -116,18 +122,27 @@ class RollupPublisher:
                 await self._task
 
     async def run(self) -> None:
-        pause = self.coalesce_s
+        clock = asyncio.get_running_loop().time
         while not self._stopping.is_set():
-            started = asyncio.get_running_loop().time()
+            started = clock()
             try:
                 while await self.publish_once():
                     pass
             except Exception as exc:  # database down: the marks stay dirty, try again later
                 log.warning("rollups publish failed", error=repr(exc))
-            spent = asyncio.get_running_loop().time() - started
-            pause = max(self.coalesce_s, 2 * spent, 0.05)
+            await self._rest(max(self.coalesce_s, (clock() - started) * (1 - DUTY) / DUTY, 0.05))
+
+    async def _rest(self, pause: float) -> None:
+        """``pause`` seconds, or less: at each coalescing period's end, as soon as no batch was
+        folded during it (the replay is over: nothing left to give way to)."""
+        clock = asyncio.get_running_loop().time
+        until = clock() + pause
+        while (left := until - clock()) > 0:
+            seen = self.folded()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
+                await asyncio.wait_for(self._stopping.wait(), min(left, self.coalesce_s))
+            if self._stopping.is_set() or self.folded() == seen:
+                return
 
     async def publish_once(self) -> int:
         """Claim up to `CLAIM` dirty marks and enqueue their changed documents; marks claimed."""

@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.reporting.bulk import Upsert
-from services.reporting.feed import Content, _put, month_text
+from services.reporting.feed import Content, RollupPublisher, _put, month_text
 from services.reporting.fold import TALLIES, Change, FoldOutcome, _count, _latest_per_key
+from services.reporting.placing import Placer
 from services.reporting.series import NAMES, SERIES, series_of
+from services.reporting.tables import outbox
+from shared.orgtree import load_org_trees
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +78,22 @@ def test_statements_for_both_databases() -> None:
     assert "jsonb_array_elements($1::jsonb)" in TALLIES.postgres_sql()
     nothing = Upsert("t", ("a", "b"), ("text", "int4"), ("a",), None)
     assert nothing.sqlite_sql().endswith("ON CONFLICT (a) DO NOTHING")
+
+
+@pytest.mark.parametrize(("folding", "at_least", "at_most"), [(True, 8, 12), (False, 1, 1)])
+async def test_the_publisher_rests_while_batches_are_folded_and_no_longer(
+    folding: bool, at_least: int, at_most: int
+) -> None:
+    """Its rest after a long round lasts while the consumer folds, and ends at the first
+    coalescing period in which it folded nothing (the periods it waited are counted)."""
+    calls = [0]
+
+    def folded() -> int:  # asked at each period's start and end
+        calls[0] += 1
+        return calls[0] if folding else 0
+
+    engine = create_async_engine("sqlite+aiosqlite://")  # never connected: the rest reads no table
+    publisher = RollupPublisher(engine, Placer(load_org_trees()), outbox, coalesce_s=0.02, folded=folded)
+    await publisher._rest(0.2)
+    assert at_least <= calls[0] // 2 <= at_most
+    await engine.dispose()
