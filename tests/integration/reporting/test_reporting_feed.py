@@ -15,9 +15,17 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
+from services.reporting.bulk import upsert
+from services.reporting.feed import RollupPublisher
+from services.reporting.fold import DIRTY
+from services.reporting.placing import Placer
+from services.reporting.tables import outbox
+from shared.db import make_engine, migrate
 from shared.embedded_broker import EmbeddedBroker
 from shared.messages import RollupDocument
+from shared.orgtree import load_org_trees
 from shared.topics import ROLLUPS
 from tests.conftest import eventually
 from tests.integration.reporting.conftest import running_reporting
@@ -134,3 +142,21 @@ async def _settled(bootstrap: str, since_ms: int, key: str, value: int) -> list[
     records = await all_records(bootstrap, since_ms)
     last = [orjson.loads(r.value) for r in records if r.key.decode() == key]
     return records if last and last[-1]["metrics"]["admitted"]["all"] == value else None
+
+
+async def test_the_backlog_gauge_counts_the_marks_waiting(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        await migrate(engine, "reporting")
+        async with engine.begin() as connection:
+            marks = [("legacy", "P22", 24288), ("legacy", "P22", 24289), ("2025", "VN", 24288)]
+            await upsert(connection, DIRTY, marks)
+        publisher = RollupPublisher(engine, Placer(load_org_trees()), outbox, coalesce_s=1.0)
+        await publisher.observe_backlog()
+        assert REGISTRY.get_sample_value("ketnap_rollups_dirty") == 3
+        while await publisher.publish_once():
+            pass
+        await publisher.observe_backlog()
+        assert REGISTRY.get_sample_value("ketnap_rollups_dirty") == 0
+    finally:
+        await engine.dispose()
