@@ -62,7 +62,13 @@ class Running:
     maintenance: AutovacuumStandIn | None = None
 
 
-PIPELINE_METRICS = ("ketnap_consumer_lag", "ketnap_outbox_backlog", "ketnap_batch_seconds_count")
+PIPELINE_METRICS = (
+    "ketnap_consumer_lag",
+    "ketnap_outbox_backlog",
+    "ketnap_batch_seconds_count",
+    "ketnap_rollups_dirty",  # the feed's documents to build: it gives way to a replay's folds
+)
+BATCHES = PIPELINE_METRICS.index("ketnap_batch_seconds_count")
 
 
 async def pipeline_state(client: httpx.AsyncClient, running: Running) -> tuple[float, ...]:
@@ -95,14 +101,15 @@ async def quota_cache_lookups(client: httpx.AsyncClient, running: Running) -> di
 
 
 async def drained(client: httpx.AsyncClient, running: Running) -> float:
-    """Waits until nothing is behind, no outbox holds rows and no batch ran for 1.5 s; returns
+    """Waits until nothing is behind, no outbox holds rows, the rollups feed has no document
+    left to build and no batch ran for 1.5 s; returns
     when it first looked so (perf_counter). A lag gauge is set after each batch, so a quiet
     spell (no new batch) is what says the last relayed changes were folded too."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     quiet_since, last = None, None
     while True:
         state = await pipeline_state(client, running)
-        idle = all(v == 0 for i, v in enumerate(state) if i % 3 != 2)
+        idle = all(v == 0 for i, v in enumerate(state) if i % len(PIPELINE_METRICS) != BATCHES)
         if idle and state == last and quiet_since is not None:
             if time.perf_counter() - quiet_since >= 1.5:
                 return quiet_since
