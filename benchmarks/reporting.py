@@ -64,6 +64,7 @@ from benchmarks.common import Replicas, broker, fresh_database, percentile
 from services.intake.partition import murmur2, partition_of
 from services.quota.wire import tally_change_from
 from services.reporting.domain import BranchRegistration
+from services.reporting.feed import marks_waiting
 from services.reporting.fold import Change, Folder, Registration
 from services.reporting.placing import Placer
 from services.reporting.queries import RollupReader
@@ -257,7 +258,7 @@ async def _feed_behind(url: str, group: Replicas) -> float:
     try:
         while True:
             async with engine.connect() as connection:
-                if not await connection.scalar(text("SELECT count(*) FROM reporting_dirty")):
+                if not await marks_waiting(connection):
                     return time.perf_counter() - started
             group.check()
             await asyncio.sleep(0.05)

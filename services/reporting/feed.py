@@ -55,7 +55,10 @@ CLAIM: Final = 400
 DUTY: Final = 0.1
 """The largest share of the time the publisher spends building documents, when folds keep it busy."""
 _CHUNK: Final = 500
-_ROWS, _DOCUMENTS = 4096, 256  # ~3 ms and ~5 ms of Python between two yields
+_ROWS, _DOCUMENTS = 4096, 256
+"""Rows and documents between two yields to the event loop (~3 ms and ~5 ms of Python): the
+consumer's batches in the same process wait for the feed a few milliseconds, not a round
+(a month of every document of the country is ~0.5 s of Python)."""
 
 VERSIONS: Final = Upsert(
     "reporting_feed_versions",
@@ -154,7 +157,7 @@ class RollupPublisher:
         """``ketnap_rollups_dirty``: the marks waiting, read while the feed rests too (it may
         give way to a replay's folds for minutes)."""
         async with self.engine.connect() as connection:
-            DIRTY_BACKLOG.set(await connection.scalar(text("SELECT count(*) FROM reporting_dirty")) or 0)
+            DIRTY_BACKLOG.set(await marks_waiting(connection))
 
     async def publish_once(self) -> int:
         """Claim up to `CLAIM` dirty marks and enqueue their changed documents; marks claimed."""
@@ -230,7 +233,8 @@ class RollupPublisher:
             units = keyed(tree, chunk)
             rows = await connection.execute(statement, {"month": month, "units": list(units)})
             for i, (unit, series, part, value) in enumerate(rows):
-                await _breathe(i, _ROWS)
+                if not i % _ROWS:
+                    await asyncio.sleep(0)
                 _put(out[(tree, units[unit], month)], series, part == UNMAPPED, int(value))
 
     async def _from_tallies(
@@ -253,15 +257,15 @@ class RollupPublisher:
             f"WHERE b.{cols['province']} = :province AND t.day BETWEEN :first AND :last "
             f"GROUP BY b.{cols['anchor']}, b.{cols['mapped']}, t.series"
         )
-        org = self.placer.trees[tree]
         by_province: dict[str, set[str]] = defaultdict(set)
         for unit_id in unit_ids:
-            by_province[org.province_of(unit_id)].add(unit_id)
+            by_province[self.placer.region(tree, unit_id)].add(unit_id)
         for province, wanted in sorted(by_province.items()):
             params = {"province": province, "first": first, "last": last}
             rows = await connection.execute(statement, params)
             for i, (anchor, mapped, series, value) in enumerate(rows):
-                await _breathe(i, _ROWS)
+                if not i % _ROWS:
+                    await asyncio.sleep(0)
                 if anchor not in wanted:  # unmapped at the province or a district: monthly rows there
                     continue
                 content = out[(tree, anchor, month)]
@@ -278,25 +282,19 @@ class RollupPublisher:
         rows: list[Row] = []
         deferred: set[Row] = set()
         for i, (key, content) in enumerate(sorted(contents.items())):
-            await _breathe(i, _DOCUMENTS)
+            if not i % _DOCUMENTS:
+                await asyncio.sleep(0)
             version, digest, sent_at = held.get(key, (0, None, None))
             fresh = content.digest()
             if fresh == digest or (digest is None and not content.metrics):
                 continue
             if sent_at is not None and now - sent_at < timedelta(seconds=self.coalesce_s):
-                deferred.add((key[0], self._region(key[0], key[1]), key[2]))
+                deferred.add((key[0], self.placer.region(key[0], key[1]), key[2]))
                 continue
             rows.append((*key, version + 1, fresh, now))
             messages.append(self._message(key, content, version + 1, now))
         await upsert(connection, VERSIONS, rows)
         return messages, sorted(deferred)
-
-    def _region(self, tree: TreeVersion, unit_id: str) -> str:
-        org = self.placer.trees[tree]
-        unit = org.unit(unit_id)
-        if unit.level in ("national", "province"):
-            return unit.id
-        return org.province_of(unit_id)
 
     def _message(self, key: DocKey, content: Content, version: int, now: datetime) -> OutboxMessage:
         tree, unit_id, month = key
@@ -314,14 +312,6 @@ class RollupPublisher:
         return OutboxMessage(ROLLUPS, doc_key.encode(), document.model_dump_json().encode())
 
 
-async def _breathe(i: int, every: int) -> None:
-    """Let the event loop run every ``every`` items: the consumer's batches in the same process
-    wait for the feed's Python a few milliseconds at most, not a round's (a month of every
-    document of the country is ~0.5 s of Python)."""
-    if i and not i % every:
-        await asyncio.sleep(0)
-
-
 def _put(content: Content, series: int, unmapped: bool, value: int) -> None:
     if not value:
         return
@@ -337,6 +327,11 @@ def _chunks(connection: AsyncConnection, values: list[str]) -> Iterable[list[str
     size = len(values) if is_postgres(connection) else _CHUNK
     for start in range(0, len(values), max(size, 1)):
         yield values[start : start + size]
+
+
+async def marks_waiting(connection: AsyncConnection) -> int:
+    """Dirty marks whose documents the feed has still to build."""
+    return int(await connection.scalar(text("SELECT count(*) FROM reporting_dirty")) or 0)
 
 
 async def _marks(connection: AsyncConnection, after: DocKey | None) -> list[Row]:

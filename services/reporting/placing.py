@@ -78,6 +78,7 @@ class Placer:
         self.crosswalk = OrgTreesCrossWalk(trees)
         self.plan: Callable[[TreeVersion, str], Plan] = lru_cache(maxsize=None)(self._plan)
         self.is_shared: Callable[[int], bool] = lru_cache(maxsize=None)(self._is_shared)
+        self.region: Callable[[TreeVersion, str], str] = lru_cache(maxsize=None)(self._region)
 
     def place(
         self, tree: TreeVersion, branch_id: str, registration: BranchRegistration | None
@@ -108,13 +109,18 @@ class Placer:
         unit = self.trees[tree].unit(unit_id)
         return unit.parent_id is None or unit.level == "province"
 
+    def _region(self, tree: TreeVersion, unit_id: str) -> str:
+        """The province a unit lies in (itself for a province), ``VN`` above provinces: what the
+        fold marks dirty and the feed rebuilds."""
+        chain = (self.trees[tree].unit(unit_id), *self.trees[tree].ancestors(unit_id))
+        return next((u.id for u in chain if u.level == "province"), NATIONAL)
+
     def is_leaf(self, tree: TreeVersion, unit_id: str) -> bool:
         return not self.trees[tree].children(unit_id)
 
     def _plan(self, tree: TreeVersion, anchor: str) -> Plan:
         org = self.trees[tree]
         chain: tuple[Unit, ...] = (org.unit(anchor), *org.ancestors(anchor))
-        region = next((u.id for u in chain if u.level == "province"), NATIONAL)
         return Plan(
             tree,
             anchor,
@@ -122,7 +128,7 @@ class Placer:
             tuple(u.id for u in chain),
             tuple(unit_key(tree, u.id) for u in chain if self.keeps_months(tree, u.id)),
             tuple(unit_key(tree, u.id) for u in chain if self.keeps_days(tree, u.id)),
-            region,
+            self.region(tree, anchor),
             self.keeps_months(tree, anchor),
             self.keeps_days(tree, anchor),
         )
