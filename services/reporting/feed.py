@@ -16,6 +16,8 @@ documents are rebuilt later, never lost. During a national replay the interval
 stretches to nine times the last round's duration, so building documents never takes
 more than a tenth of the time (`DUTY`): every round rebuilds whole provinces, and at a
 third the rounds took a third of the replay's PostgreSQL time (docs/performance.md).
+With N replicas only one builds documents (`Leadership`): each one giving way to its own
+folds for a tenth of its time, N replicas spent N tenths on the feed.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.reporting.branches import utc
 from services.reporting.bulk import Row, Upsert, is_postgres, upsert
 from services.reporting.fold import DIRTY
-from services.reporting.metrics import DIRTY_BACKLOG, ROLLUPS_PUBLISHED
+from services.reporting.metrics import DIRTY_BACKLOG, FEED_LEADER, ROLLUPS_PUBLISHED
 from services.reporting.placing import NATIONAL, Placer, columns
 from services.reporting.queries import in_list
 from services.reporting.series import NAMES
@@ -51,6 +53,7 @@ from shared.topics import ROLLUPS
 
 log = get_logger(__name__)
 FEED_LOCK: Final = zlib.crc32(b"reporting_feed")
+LEADER_LOCK: Final = zlib.crc32(b"reporting_feed_leader")
 CLAIM: Final = 400
 DUTY: Final = 0.1
 """The largest share of the time the publisher spends building documents, when folds keep it busy."""
@@ -81,6 +84,70 @@ class Content:
     def digest(self) -> str:
         body = orjson.dumps([self.metrics, self.unmapped], option=orjson.OPT_SORT_KEYS)
         return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+class Leadership:
+    """Whether this replica is the one that builds the documents.
+
+    On PostgreSQL, one replica of the group at a time: the one holding a session advisory
+    lock on a connection of its own. The lock goes with the session, so a replica that stops
+    or dies hands over within a coalescing period. It is only a division of labour: every
+    round still takes `FEED_LOCK` in its transaction, so a replica that lost its session
+    without noticing yet cannot publish beside the new leader. SQLite has one writer: always.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._session: AsyncConnection | None = None
+
+    async def held(self) -> bool:
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._session is not None:
+            try:
+                await self._session.execute(text("SELECT 1"))
+                await self._session.commit()
+                return True
+            except Exception as exc:  # the session is gone, and the lock with it
+                log.warning("rollups feed leadership lost", error=repr(exc))
+                await self._drop()
+        return await self._take()
+
+    async def _take(self) -> bool:
+        session = await self.engine.connect()
+        try:
+            won = await session.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK})
+            await session.commit()  # not idle in a transaction for the replica's lifetime
+        except BaseException:
+            await session.invalidate()
+            raise
+        if not won:
+            await session.close()
+            return False
+        self._session = session
+        FEED_LEADER.set(1)
+        log.info("rollups feed: this replica builds the documents")
+        return True
+
+    async def release(self) -> None:
+        """Unlock before the connection goes back to the pool (the lock would stay with it)."""
+        if self._session is None:
+            return
+        try:
+            await self._session.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK})
+            await self._session.commit()
+            await self._session.close()
+        except Exception:
+            await self._drop()
+        self._session = None
+        FEED_LEADER.set(0)
+
+    async def _drop(self) -> None:
+        session, self._session = self._session, None
+        FEED_LEADER.set(0)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.invalidate()  # closed, not pooled: the server ends the session
 
 
 def month_text(key: int) -> str:
@@ -114,6 +181,7 @@ class RollupPublisher:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._after: DocKey | None = None  # PostgreSQL: the last mark of the previous round
+        self.leadership = Leadership(engine)
         self.published = 0
 
     def start(self) -> None:
@@ -124,6 +192,7 @@ class RollupPublisher:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.leadership.release()
 
     async def run(self) -> None:
         clock = asyncio.get_running_loop().time
@@ -131,8 +200,9 @@ class RollupPublisher:
             started = clock()
             try:
                 await self.observe_backlog()
-                while await self.publish_once():
-                    pass
+                if await self.leadership.held():
+                    while await self.publish_once():
+                        pass
             except Exception as exc:  # database down: the marks stay dirty, try again later
                 log.warning("rollups publish failed", error=repr(exc))
             await self._rest(max(self.coalesce_s, (clock() - started) * (1 - DUTY) / DUTY, 0.05))

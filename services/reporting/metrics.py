@@ -26,6 +26,10 @@ ROLLUPS_PUBLISHED: Final = counter(
 DIRTY_BACKLOG: Final = gauge(
     "ketnap_rollups_dirty", "Changed (tree, anchor, month) marks waiting for the rollups publisher."
 )
+FEED_LEADER: Final = gauge(
+    "ketnap_rollups_feed_leader",
+    "1 on the replica that builds the rollup documents (one per consumer group on PostgreSQL), else 0.",
+)
 INVARIANT_VIOLATIONS: Final = counter(
     "ketnap_invariant_violations_total",
     "Sampled (unit, period) where value != sum(children) + unmapped (should stay 0).",
