@@ -45,9 +45,11 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -66,6 +68,7 @@ from shared.metrics import (
     CONSUMER_LAG,
     FRESHNESS_SECONDS,
     REDELIVERIES,
+    observe_all,
 )
 from shared.settings import Settings
 
@@ -177,20 +180,35 @@ def _security(settings: Settings) -> BaseSecurity | None:
     return kinds[mechanism](user, password, ssl_context=context, use_ssl=use_ssl)
 
 
-def _first_and_last(records: Sequence[Record]) -> dict[Partition, tuple[int, int]]:
-    spans: dict[Partition, tuple[int, int]] = {}
-    for r in records:
-        first, last = spans.get((r.topic, r.partition), (r.offset, r.offset))
-        spans[(r.topic, r.partition)] = (min(first, r.offset), max(last, r.offset))
+Spans = dict[Partition, tuple[int, int]]
+_PARTITION = attrgetter("topic", "partition")
+
+
+def _first_and_last(records: Iterable[Record]) -> Spans:
+    """The first and last offset of each partition in a batch. A fetch gives each partition's
+    records as one run in offset order, so this walks runs, not records one by one (min and
+    max all the same: the answer does not depend on that order)."""
+    spans: Spans = {}
+    for partition, run in groupby(records, _PARTITION):
+        offsets = [r.offset for r in run]
+        first, last = min(offsets), max(offsets)
+        held = spans.get(partition)
+        spans[partition] = (first, last) if held is None else (min(held[0], first), max(held[1], last))
     return spans
 
 
-def recorded_at(record: Record) -> float:
-    """When the record was recorded upstream (epoch s): its ``recordedtime`` header, else its timestamp."""
+def recorded_at(record: Record, parsed: dict[bytes, float] | None = None) -> float:
+    """When the record was recorded upstream (epoch s): its ``recordedtime`` header, else its
+    timestamp. ``parsed``: header values already read (a batch's records often share one)."""
     for name, value in record.headers or ():
         if name == RECORDED_HEADER:
+            if parsed is not None and (known := parsed.get(value)) is not None:
+                return known
             with contextlib.suppress(ValueError):
-                return datetime.fromisoformat(value.decode()).timestamp()
+                at = datetime.fromisoformat(value.decode()).timestamp()
+                if parsed is not None:
+                    parsed[value] = at
+                return at
     return float(record.timestamp) / 1000.0
 
 
@@ -351,21 +369,24 @@ class BatchConsumer:
         self._abandon.clear()
         started = time.perf_counter()
         self.first_batch_at = self.first_batch_at or started
-        committed = await self._commit_with_retries(records, prepared)
+        spans = _first_and_last(records)
+        committed = await self._commit_with_retries(records, spans, prepared)
         if committed is None:
             _rewind(consumer, records)
             return False
         if self._kill_probability and random.random() < self._kill_probability:
             os._exit(FAULT_EXIT_CODE)  # test hook: die between the database and the offset commit
-        await self._commit_offsets(consumer, records)
-        self._observe(consumer, records, committed, started)
+        await self._commit_offsets(consumer, spans)
+        self._observe(consumer, records, spans, committed, started)
         return True
 
-    async def _commit_with_retries(self, records: Sequence[Record], prepared: Any = None) -> Batch | None:
+    async def _commit_with_retries(
+        self, records: Sequence[Record], spans: Spans, prepared: Any = None
+    ) -> Batch | None:
         attempt = 0
         while True:
             try:
-                batch = await self._transaction(records, prepared if attempt == 0 else None)
+                batch = await self._transaction(records, spans, prepared if attempt == 0 else None)
             except Exception as exc:  # database down, lock conflict, ...: retry; never skip records
                 attempt += 1
                 self._failing = f"{type(exc).__name__}: {exc}"[:300]
@@ -382,8 +403,7 @@ class BatchConsumer:
             self._failing = None
             return batch
 
-    async def _transaction(self, records: Sequence[Record], prepared: Any = None) -> Batch:
-        spans = _first_and_last(records)
+    async def _transaction(self, records: Sequence[Record], spans: Spans, prepared: Any = None) -> Batch:
         async with self.engine.begin() as connection:
             positions = await self._lock_positions(connection, sorted(spans))
             fresh = [r for r in records if r.offset >= positions[(r.topic, r.partition)]]
@@ -434,15 +454,20 @@ class BatchConsumer:
             rows,
         )
 
-    async def _commit_offsets(self, consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
-        offsets = {TopicPartition(t, p): last + 1 for (t, p), (_, last) in _first_and_last(records).items()}
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, spans: Spans) -> None:
+        offsets = {TopicPartition(t, p): last + 1 for (t, p), (_, last) in spans.items()}
         try:
             await consumer.commit(offsets)
         except (KafkaError, AssertionError) as exc:  # rebalanced meanwhile: the fence absorbs the redelivery
             log.warning("offset commit failed", group=self.spec.group_id, error=repr(exc))
 
     def _observe(
-        self, consumer: AIOKafkaConsumer, records: Sequence[Record], batch: Batch, started: float
+        self,
+        consumer: AIOKafkaConsumer,
+        records: Sequence[Record],
+        spans: Spans,
+        batch: Batch,
+        started: float,
     ) -> None:
         self.batches += 1
         self.records += len(records)
@@ -451,12 +476,11 @@ class BatchConsumer:
         now = time.time()
         service = self.spec.service
         BATCH_SECONDS.labels(service).observe(time.perf_counter() - started)
-        freshness = FRESHNESS_SECONDS.labels(service)
-        for record in batch.records:
-            age = max(0.0, now - recorded_at(record))
-            freshness.observe(age)
-            self.freshness_samples.append(age)
-        for (topic, partition), (_, last) in _first_and_last(records).items():
+        parsed: dict[bytes, float] = {}
+        ages = [max(0.0, now - recorded_at(record, parsed)) for record in batch.records]
+        observe_all(FRESHNESS_SECONDS.labels(service), ages)
+        self.freshness_samples.extend(ages)
+        for (topic, partition), (_, last) in spans.items():
             highwater = consumer.highwater(TopicPartition(topic, partition))
             if highwater is not None:
                 CONSUMER_LAG.labels(service, topic, str(partition)).set(max(0, highwater - last - 1))

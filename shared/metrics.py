@@ -12,6 +12,9 @@ whichever of them answers.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Sequence
 from typing import Final
 
 from prometheus_client import (
@@ -30,6 +33,23 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX: Final = "ketnap_"
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SIZE_BUCKETS: Final = (1, 10, 100, 500, 1000, 2000, 5000, 10000)
+
+
+def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """``histogram.observe(a)`` for every amount, each bucket incremented once.
+
+    A consumer observes the freshness of every record it commits: one by one, a batch of
+    5,000 took ~4 ms (the client increments a locked value per observation). This relies
+    on the client's histogram layout (``_upper_bounds``, ``_buckets``, ``_sum``), which
+    ``tests/unit/test_metrics.py`` holds equal to ``observe``.
+    """
+    if not amounts:
+        return
+    histogram._raise_if_not_observable()  # type: ignore[no-untyped-call]
+    bounds = histogram._upper_bounds  # ascending, +Inf last: observe's first bound >= amount
+    for index, count in Tally(bisect_left(bounds, amount) for amount in amounts).items():
+        histogram._buckets[index].inc(count)
+    histogram._sum.inc(sum(amounts))
 
 
 def _checked(name: str) -> str:
