@@ -45,6 +45,8 @@ METRICS: Final[dict[str, Metric]] = {
     "ketnap_reporting_changes_skipped_total": _m("counter", "reason"),
     "ketnap_rollup_query_seconds": _m("histogram"),
     "ketnap_rollups_published_total": _m("counter"),
+    "ketnap_rollups_dirty": _m("gauge"),
+    "ketnap_rollups_feed_leader": _m("gauge"),
     "ketnap_invariant_violations_total": _m("counter"),
     "ketnap_attainment_ratio": _m("gauge", "tree", "unit_id", "kind"),
     "up": _m("gauge"),
