@@ -78,6 +78,7 @@ async def test_sqlite_has_one_writer_so_every_replica_may_build(database_url: st
     try:
         assert await Leadership(engine).held()
         assert await Leadership(engine).held()
+        assert REGISTRY.get_sample_value("ketnap_rollups_feed_leader") == 1  # it builds: it says so
     finally:
         await engine.dispose()
 
