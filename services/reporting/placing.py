@@ -112,8 +112,8 @@ class Placer:
     def _region(self, tree: TreeVersion, unit_id: str) -> str:
         """The province a unit lies in (itself for a province), ``VN`` above provinces: what the
         fold marks dirty and the feed rebuilds."""
-        chain = (self.trees[tree].unit(unit_id), *self.trees[tree].ancestors(unit_id))
-        return next((u.id for u in chain if u.level == "province"), NATIONAL)
+        org = self.trees[tree]
+        return NATIONAL if org.unit(unit_id).parent_id is None else org.province_of(unit_id)
 
     def is_leaf(self, tree: TreeVersion, unit_id: str) -> bool:
         return not self.trees[tree].children(unit_id)
