@@ -41,7 +41,7 @@ def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
     A consumer observes the freshness of every record it commits: one by one, a batch of
     5,000 took ~4 ms (the client increments a locked value per observation). This relies
     on the client's histogram layout (``_upper_bounds``, ``_buckets``, ``_sum``), which
-    ``tests/unit/test_metrics.py`` holds equal to ``observe``.
+    ``tests/unit/test_consumer_observing.py`` holds equal to ``observe``.
     """
     if not amounts:
         return

@@ -3,8 +3,9 @@
 The fold marks (tree, region, month) dirty in its own transaction (a region is a
 province, or ``VN`` for counts anchored above provinces). Every
 ``rollup_coalesce_s`` the publisher, in ONE transaction:
-1. claims dirty marks (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one publisher at
-   a time through an advisory lock);
+1. takes dirty marks (one publisher at a time through an advisory lock; PostgreSQL
+   reads them unlocked and deletes at the end those no fold touched meanwhile, `_marks`;
+   SQLite deletes them at once, `_claim`);
 2. rebuilds the documents of every unit of those regions and of ``VN`` for those
    months, from the committed aggregates;
 3. skips documents whose content digest is unchanged, and defers (marks dirty
@@ -132,16 +133,18 @@ class Leadership:
 
     async def release(self) -> None:
         """Unlock before the connection goes back to the pool (the lock would stay with it)."""
-        if self._session is None:
+        session = self._session
+        if session is None:
+            FEED_LEADER.set(0)
             return
         try:
-            await self._session.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK})
-            await self._session.commit()
-            await self._session.close()
+            await session.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK})
+            await session.commit()
+            await session.close()
+            self._session = None
+            FEED_LEADER.set(0)
         except Exception:
             await self._drop()
-        self._session = None
-        FEED_LEADER.set(0)
 
     async def _drop(self) -> None:
         session, self._session = self._session, None
@@ -234,11 +237,11 @@ class RollupPublisher:
         """Claim up to `CLAIM` dirty marks and enqueue their changed documents; marks claimed."""
         now = self.clock()
         async with self.engine.begin() as connection:
-            if is_postgres(connection) and not await connection.scalar(
+            postgres = is_postgres(connection)
+            if postgres and not await connection.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": FEED_LOCK}
             ):
                 return 0
-            postgres = is_postgres(connection)
             seen = await _marks(connection, self._after) if postgres else await _claim(connection)
             if not seen:
                 if self._after is None:
@@ -434,15 +437,12 @@ async def _clear(connection: AsyncConnection, seen: Sequence[Row]) -> None:
 
 
 async def _claim(connection: AsyncConnection) -> list[Row]:
-    """Take up to `CLAIM` dirty marks out of the table (they come back if the transaction fails)."""
-    lock = " FOR UPDATE SKIP LOCKED" if is_postgres(connection) else ""
+    """SQLite: take up to `CLAIM` dirty marks out of the table (they come back if the
+    transaction fails; one writer, so no fold marks meanwhile)."""
     rows = [
         (tree, unit_id, int(month))
         for tree, unit_id, month in await connection.execute(
-            text(
-                "SELECT tree, unit_id, month FROM reporting_dirty "
-                f"ORDER BY tree, unit_id, month LIMIT {CLAIM}{lock}"
-            )
+            text(f"SELECT tree, unit_id, month FROM reporting_dirty ORDER BY 1, 2, 3 LIMIT {CLAIM}")
         )
     ]
     if rows:

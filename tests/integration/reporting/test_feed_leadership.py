@@ -76,9 +76,12 @@ async def test_sqlite_has_one_writer_so_every_replica_may_build(database_url: st
         pytest.skip("SQLite only")
     engine = make_engine(database_url)
     try:
-        assert await Leadership(engine).held()
+        leadership = Leadership(engine)
+        assert await leadership.held()
         assert await Leadership(engine).held()
         assert REGISTRY.get_sample_value("ketnap_rollups_feed_leader") == 1  # it builds: it says so
+        await leadership.release()
+        assert REGISTRY.get_sample_value("ketnap_rollups_feed_leader") == 0  # stopped: no longer
     finally:
         await engine.dispose()
 
