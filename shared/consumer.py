@@ -249,7 +249,8 @@ class BatchConsumer:
         self._abandon = asyncio.Event()
         self._failing: str | None = None
         self._kill_probability = float(os.environ.get(FAULT_KILL_ENV) or 0.0)
-        self.batches = self.records = 0
+        self.batches = self.records = 0  # committed
+        self.begun = self.ended = 0  # batches taken up and done with (committed or given up)
         self.partitions = 0  # held since the last rebalance
         self.first_batch_at: float | None = None
         self.freshness_samples: deque[float] = deque(maxlen=100_000)  # the latest, for benchmarks
@@ -358,12 +359,15 @@ class BatchConsumer:
     async def _process(self, consumer: AIOKafkaConsumer, records: Sequence[Record], prepared: Any) -> bool:
         """One batch's transaction (with retries) and offset commit; False when given up (rewound)."""
         async with self._busy:
+            self.begun += 1
             try:
                 return await self._commit(consumer, records, prepared)
             except Exception:  # a defect here must not skip records: fetch them again (the fence dedups)
                 log.exception("batch failed", group=self.spec.group_id)
                 _rewind(consumer, records)
                 return False
+            finally:
+                self.ended += 1
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: Sequence[Record], prepared: Any) -> bool:
         self._abandon.clear()

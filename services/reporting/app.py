@@ -80,7 +80,7 @@ def create_app(
                 coalesce_s=settings.rollup_coalesce_s,
                 wake=relay.wake,
                 clock=clock,
-                folded=lambda: consumer.batches,
+                progress=lambda: (consumer.begun, consumer.ended),
             )
             app.state.reporting_consumers = (consumer,)  # as the quota's: the benchmarks read their counters
             checks = SelfCheck(engine, reader, interval_s=selfcheck_interval_s, clock=clock)

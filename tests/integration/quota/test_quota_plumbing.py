@@ -46,8 +46,11 @@ async def test_a_failing_database_is_retried_at_most_once_a_second_and_reported_
 
     plumbing = _plumbing(engine, handler)
 
+    in_flight: list[tuple[int, int]] = []
+
     async def probe() -> None:
         while len(attempts) < 3:
+            in_flight.append((plumbing.begun, plumbing.ended))
             try:
                 await plumbing.check()
                 readiness.append(True)
@@ -60,6 +63,8 @@ async def test_a_failing_database_is_retried_at_most_once_a_second_and_reported_
     assert len(attempts) == 3
     assert all(later - earlier >= 0.99 for earlier, later in itertools.pairwise(attempts))
     assert False in readiness
+    assert (1, 0) in in_flight  # taken up, not done with while it retried: the feed gives way
+    assert (plumbing.begun, plumbing.ended, plumbing.batches) == (1, 1, 1)
     await plumbing.check()  # ready again once a batch committed
     assert [list(c.values()) for c in kafka.commits] == [[2]]
     async with engine.connect() as c:
@@ -77,6 +82,7 @@ async def test_a_batch_stuck_retrying_is_given_up_when_its_partitions_are_revoke
     await asyncio.wait_for(consuming, 5)
     assert kafka.commits == []
     assert [offset for _, offset in kafka.seeks] == [40]  # fetched again from its first record
+    assert (plumbing.begun, plumbing.ended, plumbing.batches) == (1, 1, 0)  # done with, not committed
 
 
 async def test_after_drain_no_batch_is_processed(engine: Any) -> None:

@@ -82,28 +82,31 @@ def test_statements_for_both_databases() -> None:
     assert nothing.sqlite_sql().endswith("ON CONFLICT (a) DO NOTHING")
 
 
-@pytest.mark.parametrize("folding", [True, False])
-async def test_the_publisher_rests_while_batches_are_folded_and_no_longer(folding: bool) -> None:
-    """Its rest after a long round lasts while the consumer folds, and ends at the first
-    coalescing period in which it folded nothing (the periods it waited are counted).
+@pytest.mark.parametrize("folding", ["batches", "one long batch", "none"])
+async def test_the_publisher_rests_while_batches_are_folded_and_no_longer(folding: str) -> None:
+    """Its rest after a long round lasts while the consumer folds, batch after batch or one
+    batch longer than a period, and ends at the first coalescing period in which no batch
+    began, ended or was in flight (the periods it waited are counted).
 
     Bounds that a loaded machine cannot break: a period never ends before its 0.02 s, so
     0.2 s hold at most 11; a slow period only makes fewer of them."""
     calls = [0]
 
-    def folded() -> int:  # asked at each period's start and end
+    def progress() -> tuple[int, int]:  # asked at each period's start and end
         calls[0] += 1
-        return calls[0] if folding else 0
+        if folding == "batches":
+            return (calls[0], calls[0])
+        return (1, 0) if folding == "one long batch" else (3, 3)
 
     # no table: the backlog reads between periods fail and are skipped, as with the database down
     engine = create_async_engine("sqlite+aiosqlite://")
-    publisher = RollupPublisher(engine, Placer(load_org_trees()), outbox, coalesce_s=0.02, folded=folded)
+    publisher = RollupPublisher(engine, Placer(load_org_trees()), outbox, coalesce_s=0.02, progress=progress)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await publisher._rest(0.2)
     rested, periods = loop.time() - started, calls[0] // 2
     await engine.dispose()
-    if folding:  # folds went on throughout: the whole pause, period after period
+    if folding != "none":  # folds went on throughout: the whole pause, period after period
         assert rested >= 0.2
         assert 2 <= periods <= 12
     else:  # the first period folded nothing: over there
