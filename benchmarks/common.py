@@ -147,13 +147,14 @@ class Replicas:
 
     async def committing(self, topic: str, total: int) -> tuple[int, float]:
         """From now until ``total`` records of ``topic`` are committed: the records committed
-        meanwhile and the seconds, the positions read every 20 ms."""
+        meanwhile and the seconds, the positions read every 0.1 s (±0.2% of a 45 s replay;
+        read every 20 ms they took a tenth of a core from the replicas and the database)."""
         engine = make_engine(self.url)
         try:
             started, before = time.perf_counter(), await committed(engine, self.service, topic)
             while (done := await committed(engine, self.service, topic)) < total:
                 self.check()
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.1)
             return done - before, time.perf_counter() - started
         finally:
             await engine.dispose()
