@@ -118,7 +118,7 @@ async def _replay_replicas(bootstrap: str, url: str, feed: Feed, replicas: int) 
     holds partitions: a replica that joined late would leave the first to replay alone.
     Timed from the end of the fill (the producer no longer shares the cores) to the last
     commit, counting the positions committed in the database meanwhile (a redelivery is
-    not counted twice there), read every 20 ms."""
+    not counted twice there), read every 0.1 s."""
     await _fill(bootstrap, feed.reference, REFERENCE_EVENTS)
     async with Replicas("quota", bootstrap, url, replicas) as group:
         await group.settled(partitions_of(CANDIDATE_EVENTS), within=300)
