@@ -62,6 +62,7 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.fetch_order import OldestFirst
 from shared.logging import get_logger
 from shared.metrics import (
     BATCH_SECONDS,
@@ -316,6 +317,7 @@ class BatchConsumer:
         """
         if not records:
             return
+        OldestFirst.install(consumer)  # the next batches: oldest partition first
         if self._draining:
             _rewind(consumer, records)
             await asyncio.sleep(0.2)  # shutting down: don't spin on the same records
