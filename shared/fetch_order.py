@@ -58,38 +58,41 @@ class OldestFirst:
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Fetched:
         wanted = max_records or 1 << 30
-        batch = await self._fill(set(partitions or self.consumer.assignment()), wanted)
-        if batch or not timeout_ms:
-            return batch
-        # Nothing held yet: wait for the first records, then go on filling in order.
-        first = await self._take(*partitions, timeout_ms=timeout_ms, max_records=min(self.chunk, wanted))
-        for tp, records in first.items():
-            self._note(tp, records)
-        taken = sum(map(len, first.values()))
-        more = await self._fill(set(partitions or self.consumer.assignment()), wanted - taken)
-        for tp, records in more.items():
-            first.setdefault(tp, []).extend(records)
-        return first
-
-    async def _fill(self, open_: set[TopicPartition], wanted: int) -> Fetched:
         batch: Fetched = {}
-        taken = 0
-        while open_ and taken < wanted:
-            tp = min(open_, key=self._age)
-            records = (await self._take(tp, timeout_ms=0, max_records=min(self.chunk, wanted - taken))).get(
-                tp
-            )
-            if not records:
-                open_.discard(tp)  # nothing buffered: not waited for
-                continue
-            batch.setdefault(tp, []).extend(records)
-            self._note(tp, records)
-            taken += len(records)
+        try:
+            await self._fill(batch, set(partitions or self.consumer.assignment()), wanted)
+            if batch or not timeout_ms:
+                return batch
+            # Nothing held yet: wait for the first records, then go on filling in order.
+            first = await self._take(*partitions, timeout_ms=timeout_ms, max_records=min(self.chunk, wanted))
+            for tp, records in first.items():
+                self._add(batch, tp, records)
+            await self._fill(batch, set(partitions or self.consumer.assignment()), wanted)
+        except Exception:
+            self._give_back(batch)
+            raise
         return batch
+
+    async def _fill(self, batch: Fetched, open_: set[TopicPartition], wanted: int) -> None:
+        while open_ and (left := wanted - sum(map(len, batch.values()))) > 0:
+            tp = min(open_, key=self._age)
+            fetched = await self._take(tp, timeout_ms=0, max_records=min(self.chunk, left))
+            if records := fetched.get(tp):
+                self._add(batch, tp, records)
+            else:
+                open_.discard(tp)  # nothing buffered: not waited for
+
+    def _add(self, batch: Fetched, tp: TopicPartition, records: list[Any]) -> None:
+        batch.setdefault(tp, []).extend(records)
+        self.last[tp] = records[-1].timestamp
+
+    def _give_back(self, batch: Fetched) -> None:
+        """A partition's error came after other partitions' records were taken: aiokafka
+        returns those and raises on the next call; here the call raises, so they are put
+        back (the positions moved past them) and come again: none is skipped."""
+        for tp, records in batch.items():
+            self.consumer.seek(tp, records[0].offset)
 
     def _age(self, tp: TopicPartition) -> tuple[int, str, int]:
         """Oldest first; a partition not taken from yet before any other."""
         return (self.last.get(tp, -1), tp.topic, tp.partition)
-
-    def _note(self, tp: TopicPartition, records: list[Any]) -> None:
-        self.last[tp] = records[-1].timestamp

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 
 from shared.fetch_order import Fetched, OldestFirst
@@ -18,11 +19,22 @@ class _Record:
     timestamp: int
 
 
+class _Seeking:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[int, int]] = []
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp.partition, offset))
+
+
 class _Held(OldestFirst):
     """Records "buffered" per partition; ``arriving`` come only to a call that waits."""
 
-    def __init__(self, held: dict[int, list[int]], arriving: dict[int, list[int]], chunk: int) -> None:
-        super().__init__(consumer=None, chunk=chunk)
+    def __init__(
+        self, held: dict[int, list[int]], arriving: dict[int, list[int]], chunk: int, failing: int = -1
+    ) -> None:
+        super().__init__(consumer=_Seeking(), chunk=chunk)
+        self.failing = failing
         self.held = {
             TopicPartition("t", p): [_Record(p, i, ts) for i, ts in enumerate(s)] for p, s in held.items()
         }
@@ -35,6 +47,8 @@ class _Held(OldestFirst):
             for p, stamps in self.arriving.items():
                 self.held[TopicPartition("t", p)] = [_Record(p, i, ts) for i, ts in enumerate(stamps)]
             self.arriving = {}
+        if tps and tps[0].partition == self.failing:
+            raise RuntimeError("the partition's fetch failed")
         for tp in tps or sorted(self.held, key=lambda t: t.partition):
             if self.held.get(tp):
                 taken, self.held[tp] = self.held[tp][:max_records], self.held[tp][max_records:]
@@ -72,3 +86,12 @@ async def test_nothing_anywhere_gives_nothing() -> None:
     assert await _getmany(order, timeout_ms=100, max_records=5) == {}
     assert await _getmany(order, max_records=5) == {}
     assert order.waits == 1
+
+
+async def test_an_error_after_other_records_puts_them_back() -> None:
+    """aiokafka raises a partition's error only when nothing was taken yet; here a batch may
+    have taken records already: the call raises and they are fetched again, none skipped."""
+    order = _Held({0: [5, 6, 7], 1: [1, 2]}, {}, chunk=2, failing=2)
+    with pytest.raises(RuntimeError):
+        await _getmany(order, max_records=10)
+    assert sorted(order.consumer.seeks) == [(0, 0), (1, 0)]
