@@ -26,6 +26,11 @@ exception. Rebalance: before partitions are revoked the batch in flight finishes
 when it is stuck retrying, is dropped and re-delivered later). Shutdown: :meth:`drain`
 waits for the batch in flight, at most ``settings.shutdown_grace_s``.
 
+Batch order: each batch is filled oldest partition first, 500 records at a time
+(:mod:`shared.fetch_order`), not one partition's whole backlog as aiokafka drains it:
+a batch then covers a narrow span of time, and every aggregate row it touches is
+written once for more of its records. Within a partition the log's order is kept.
+
 Group timing: ``KETNAP_KAFKA_SESSION_TIMEOUT_MS`` (default 10,000; heartbeats every fifth
 of it): how soon a dead replica's partitions move. The embedded broker (Tansu) also
 waits about that long before it completes a rejoin, so tests and ``ketnap up`` use a
@@ -277,6 +282,7 @@ class BatchConsumer:
 
         async def on_batch(batch: Any) -> None:  # Any: FastStream validates what is annotated
             consumer, records = batch
+            OldestFirst.install(consumer)  # the next batches: oldest partition first
             await self.consume(consumer, records)
 
         subscriber(on_batch)
@@ -317,7 +323,6 @@ class BatchConsumer:
         """
         if not records:
             return
-        OldestFirst.install(consumer)  # the next batches: oldest partition first
         if self._draining:
             _rewind(consumer, records)
             await asyncio.sleep(0.2)  # shutting down: don't spin on the same records
