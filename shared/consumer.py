@@ -258,6 +258,7 @@ class BatchConsumer:
         self.batches = self.records = 0  # committed
         self.begun = self.ended = 0  # batches taken up and done with (committed or given up)
         self.partitions = 0  # held since the last rebalance
+        self.fetch_order: OldestFirst | None = None  # set on the first batch
         self.first_batch_at: float | None = None
         self.freshness_samples: deque[float] = deque(maxlen=100_000)  # the latest, for benchmarks
 
@@ -282,7 +283,7 @@ class BatchConsumer:
 
         async def on_batch(batch: Any) -> None:  # Any: FastStream validates what is annotated
             consumer, records = batch
-            OldestFirst.install(consumer)  # the next batches: oldest partition first
+            self.fetch_order = OldestFirst.install(consumer)  # the next batches: oldest first
             await self.consume(consumer, records)
 
         subscriber(on_batch)

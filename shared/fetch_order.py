@@ -37,15 +37,20 @@ class OldestFirst:
     def __init__(self, consumer: AIOKafkaConsumer, chunk: int = CHUNK) -> None:
         self.consumer, self.chunk = consumer, chunk
         self.last: dict[TopicPartition, int] = {}  # the timestamp of the last record taken
+        self.served = 0  # batches given (not empty)
 
     @classmethod
-    def install(cls, consumer: AIOKafkaConsumer) -> None:
+    def install(cls, consumer: AIOKafkaConsumer) -> OldestFirst:
         """Make ``consumer.getmany`` (what FastStream's batch subscriber calls) this order.
 
         On the instance, because FastStream builds the consumer itself and offers no way to
         choose its class; once per consumer."""
-        if not isinstance(getattr(consumer.getmany, "__self__", None), cls):
-            consumer.getmany = cls(consumer).getmany
+        installed = getattr(consumer.getmany, "__self__", None)
+        if isinstance(installed, cls):
+            return installed
+        order = cls(consumer)
+        consumer.getmany = order.getmany
+        return order
 
     async def _take(self, *tps: TopicPartition, timeout_ms: int, max_records: int) -> Fetched:
         """aiokafka's own ``getmany`` (the class's: the instance's is this one)."""
@@ -62,6 +67,7 @@ class OldestFirst:
         try:
             await self._fill(batch, set(partitions or self.consumer.assignment()), wanted)
             if batch or not timeout_ms:
+                self.served += bool(batch)
                 return batch
             # Nothing held yet: wait for the first records, then go on filling in order.
             first = await self._take(*partitions, timeout_ms=timeout_ms, max_records=min(self.chunk, wanted))
@@ -71,6 +77,7 @@ class OldestFirst:
         except Exception:
             self._give_back(batch)
             raise
+        self.served += bool(batch)
         return batch
 
     async def _fill(self, batch: Fetched, open_: set[TopicPartition], wanted: int) -> None:

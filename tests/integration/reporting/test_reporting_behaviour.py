@@ -62,6 +62,9 @@ async def test_repeated_and_stale_versions_change_nothing(broker: EmbeddedBroker
         await service.value_becomes("C06901", 4, period="2024-06")
         assert (await service.rollup("C06901", period="2024-06-01"))["value"] == 3
         assert (await service.rollup("VN", period="2024"))["value"] == 4
+        order = service.app.state.reporting_consumers[0].fetch_order
+        assert order is not None  # the batches after the first: oldest partition first
+        assert order.served >= 1
     assert _skipped("stale") - before["stale"] == 2
     assert _skipped("repeated") - before["repeated"] == 1
 
