@@ -67,7 +67,7 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, Text, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.fetch_order import OldestFirst
+from shared.fetch_order import OldestFirst, seek_back
 from shared.logging import get_logger
 from shared.metrics import (
     BATCH_SECONDS,
@@ -511,6 +511,5 @@ async def _the_records(message: Any) -> tuple[AIOKafkaConsumer, Sequence[Record]
 
 def _rewind(consumer: AIOKafkaConsumer, records: Sequence[Record]) -> None:
     """Seek back to the batch's first offsets so a batch given up is fetched again."""
-    for (topic, partition), (first, _) in _first_and_last(records).items():
-        with contextlib.suppress(Exception):  # partition already revoked: its next owner starts there
-            consumer.seek(TopicPartition(topic, partition), first)
+    firsts = {TopicPartition(t, p): first for (t, p), (first, _) in _first_and_last(records).items()}
+    seek_back(consumer, firsts)

@@ -20,6 +20,8 @@ every chunk is aiokafka's own ``getmany`` on that one partition.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -66,16 +68,20 @@ class OldestFirst:
         batch: Fetched = {}
         try:
             await self._fill(batch, set(partitions or self.consumer.assignment()), wanted)
-            if batch or not timeout_ms:
-                self.served += bool(batch)
-                return batch
-            # Nothing held yet: wait for the first records, then go on filling in order.
-            first = await self._take(*partitions, timeout_ms=timeout_ms, max_records=min(self.chunk, wanted))
-            for tp, records in first.items():
-                self._add(batch, tp, records)
-            await self._fill(batch, set(partitions or self.consumer.assignment()), wanted)
+            if not batch and timeout_ms:
+                # Nothing held yet: wait for the first records, then go on filling in order
+                # (over the partitions held then: a rebalance may have ended meanwhile).
+                first = await self._take(
+                    *partitions, timeout_ms=timeout_ms, max_records=min(self.chunk, wanted)
+                )
+                for tp, records in first.items():
+                    self._add(batch, tp, records)
+                await self._fill(batch, set(partitions or self.consumer.assignment()), wanted)
         except Exception:
-            self._give_back(batch)
+            # A partition's error after other partitions' records were taken: aiokafka would
+            # return those and raise on the next call; this call raises, so they are put back
+            # (the positions moved past them) and come again: none is skipped.
+            seek_back(self.consumer, {tp: records[0].offset for tp, records in batch.items()})
             raise
         self.served += bool(batch)
         return batch
@@ -93,13 +99,13 @@ class OldestFirst:
         batch.setdefault(tp, []).extend(records)
         self.last[tp] = records[-1].timestamp
 
-    def _give_back(self, batch: Fetched) -> None:
-        """A partition's error came after other partitions' records were taken: aiokafka
-        returns those and raises on the next call; here the call raises, so they are put
-        back (the positions moved past them) and come again: none is skipped."""
-        for tp, records in batch.items():
-            self.consumer.seek(tp, records[0].offset)
-
     def _age(self, tp: TopicPartition) -> tuple[int, str, int]:
         """Oldest first; a partition not taken from yet before any other."""
         return (self.last.get(tp, -1), tp.topic, tp.partition)
+
+
+def seek_back(consumer: AIOKafkaConsumer, firsts: Mapping[TopicPartition, int]) -> None:
+    """Seek each partition back to its offset, so what was taken from there comes again."""
+    for tp, offset in firsts.items():
+        with contextlib.suppress(Exception):  # partition already revoked: its next owner starts there
+            consumer.seek(tp, offset)

@@ -66,8 +66,7 @@ async def test_batches_take_the_oldest_partition_first_and_every_record_once(
     tps = [TopicPartition(topic, p) for p in range(3)]
     consumer = await _primed(kafka, tps)
     try:
-        OldestFirst.install(consumer)
-        consumer.getmany.__self__.chunk = CHUNK
+        OldestFirst.install(consumer).chunk = CHUNK
         batches: list[list[Any]] = []
         while sum(map(len, batches)) < 3 * (PER_PARTITION - 1):
             fetched = await consumer.getmany(timeout_ms=5_000, max_records=1_000)

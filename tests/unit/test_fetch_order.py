@@ -20,10 +20,15 @@ class _Record:
 
 
 class _Seeking:
-    def __init__(self) -> None:
+    """Records seeks; a partition in ``revoked`` refuses them, as aiokafka's seek does."""
+
+    def __init__(self, revoked: frozenset[int] = frozenset()) -> None:
         self.seeks: list[tuple[int, int]] = []
+        self.revoked = revoked
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp.partition in self.revoked:
+            raise RuntimeError("partition is not assigned")
         self.seeks.append((tp.partition, offset))
 
 
@@ -31,9 +36,14 @@ class _Held(OldestFirst):
     """Records "buffered" per partition; ``arriving`` come only to a call that waits."""
 
     def __init__(
-        self, held: dict[int, list[int]], arriving: dict[int, list[int]], chunk: int, failing: int = -1
+        self,
+        held: dict[int, list[int]],
+        arriving: dict[int, list[int]],
+        chunk: int,
+        failing: int = -1,
+        revoked: frozenset[int] = frozenset(),
     ) -> None:
-        super().__init__(consumer=_Seeking(), chunk=chunk)
+        super().__init__(consumer=_Seeking(revoked), chunk=chunk)
         self.failing = failing
         self.held = {
             TopicPartition("t", p): [_Record(p, i, ts) for i, ts in enumerate(s)] for p, s in held.items()
@@ -95,3 +105,10 @@ async def test_an_error_after_other_records_puts_them_back() -> None:
     with pytest.raises(RuntimeError):
         await _getmany(order, max_records=10)
     assert sorted(order.consumer.seeks) == [(0, 0), (1, 0)]
+
+
+async def test_a_revoked_partition_does_not_keep_the_others_from_being_put_back() -> None:
+    order = _Held({0: [5, 6, 7], 1: [1, 2]}, {}, chunk=2, failing=2, revoked=frozenset({0}))
+    with pytest.raises(RuntimeError, match="fetch failed"):  # the fetch's error, not the seek's
+        await _getmany(order, max_records=10)
+    assert order.consumer.seeks == [(1, 0)]
