@@ -228,20 +228,27 @@ class RollupReader:
         series: int,
         sums: Sums,
     ) -> None:
-        """Sums of the branches' own tallies, grouped by the unit they sit at (anchor) or under (district)."""
+        """Sums of the branches' own tallies, grouped by the unit they sit at (anchor) or under (district).
+
+        One indexed sum per branch (a correlated subquery), not a join, whose plan rests on
+        the tables' statistics: with none (tables never analysed) the join scanned every
+        branch, 25 ms against ~1 ms on 1 M tallies, and averaged 0.28 s (up to 5 s) over a
+        national replay (docs/reporting.md, "Performance")."""
         cols = columns(tree)
         where, params = _between("t.day", ranges, "r")
         rows = await connection.execute(
             in_list(
                 connection,
-                f"SELECT b.{cols[column]}, b.{cols['anchor']}, b.{cols['mapped']}, sum(t.value) "
-                "FROM reporting_branches b JOIN reporting_tallies t ON t.branch_id = b.branch_id "
-                f"WHERE b.{cols[column]} IN :units AND t.series = :series AND {where} "
-                f"GROUP BY b.{cols[column]}, b.{cols['anchor']}, b.{cols['mapped']}",
+                f"SELECT b.{cols[column]}, b.{cols['anchor']}, b.{cols['mapped']}, "
+                "(SELECT sum(t.value) FROM reporting_tallies t "
+                f"WHERE t.branch_id = b.branch_id AND t.series = :series AND {where}) "
+                f"FROM reporting_branches b WHERE b.{cols[column]} IN :units",
             ),
             {"series": series, "units": list(unit_ids), **params},
         )
         for unit_id, anchor, mapped, value in rows:
+            if value is None:  # nothing counted in the period
+                continue
             sums.add(unit_id, TOTAL, int(value))
             if not mapped and anchor == unit_id:
                 sums.add(unit_id, UNMAPPED, int(value))
