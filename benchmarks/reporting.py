@@ -27,7 +27,10 @@ of them ``female``, some a profile category), as the quota service emits them.
   services started, each a process of its own in one consumer group (decoding, offsets,
   outbox relay and rollup feed included). Timed from both holding partitions to the last
   commit, counting the changes committed meanwhile (``_counted``: the first replica's
-  head start before the group settled is left out). On PostgreSQL only.
+  head start before the group settled is left out). On PostgreSQL only. The autovacuum
+  stand-in (``benchmarks/vacuum.py``) analyses and vacuums the tables meanwhile, as
+  autovacuum would in production (``_stand_in_analyses``, ``_stand_in_vacuums``: how
+  often; both 0 when the server's own autovacuum is on).
   ``_feed_behind_s``: from that last commit until the rollups feed has built every
   document the changes touched (no dirty mark left): the feed's lag, outside the figure.
 - ``query_<unit>_<period>_p50_ms`` / ``_p99_ms``: one rollup answer
@@ -61,6 +64,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks.common import Replicas, broker, fresh_database, percentile
+from benchmarks.vacuum import AutovacuumStandIn
 from services.intake.partition import murmur2, partition_of
 from services.quota.wire import tally_change_from
 from services.reporting.domain import BranchRegistration
@@ -211,7 +215,13 @@ def replay_replicas(url: str, size: tuple[int, int, int], replicas: int, batch: 
     asyncio.run(_registered(url, size[0], batch))
     with broker() as running:
         total = asyncio.run(_fill_changes(running.bootstrap, size, batch))
-        return asyncio.run(_timed_replicas(running.bootstrap, url, total, replicas))
+        # As in production, tables are analysed as they grow (the end-to-end year does the same)
+        with AutovacuumStandIn([url]) as maintenance:
+            figures = asyncio.run(_timed_replicas(running.bootstrap, url, total, replicas))
+        return figures | {
+            f"reporting_replay_{replicas}_replicas_stand_in_analyses": float(maintenance.analyses),
+            f"reporting_replay_{replicas}_replicas_stand_in_vacuums": float(maintenance.vacuums),
+        }
 
 
 async def _fill_changes(bootstrap: str, size: tuple[int, int, int], batch: int) -> int:
